@@ -294,15 +294,18 @@ static size_t local_part_len(const char *s, size_t len)
 
 enum path_kind { PATH_SENDER, PATH_RECIPIENT };
 
-/* Mailbox = Local-part "@" ( Domain / address-literal ). A recipient may be
- * the bare "postmaster" (RFC 5321 4.5.1). */
+/* Mailbox = Local-part "@" ( Domain / address-literal ). Without a domain:
+ * a recipient may only be the bare "postmaster" (RFC 5321 4.5.1); a sender
+ * may be any local part, because sendmail decides about unqualified senders
+ * after parsing (553 "Domain name required" from the network, accepted from
+ * the local submission socket), and so does smtp_session.c. */
 static bool valid_mailbox(const char *s, size_t len, enum path_kind kind)
 {
     size_t local_len = local_part_len(s, len);
     if (local_len == 0 || local_len > LOCAL_PART_LIMIT)
         return false;
     if (local_len == len)
-        return kind == PATH_RECIPIENT && equals_nocase(s, len, "postmaster");
+        return kind == PATH_SENDER || equals_nocase(s, len, "postmaster");
     if (s[local_len] != '@')
         return false;
     return valid_domain_or_literal(s + local_len + 1, len - local_len - 1);

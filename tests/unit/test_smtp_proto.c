@@ -197,9 +197,13 @@ static const struct mail_case mail_cases[] = {
     {"FROM :<a@b>", -1, "", false, false, -1, B7, scan_from},
     {"TO:<a@b>", -1, "", false, false, -1, B7, scan_from},
     {"FRO:<a@b>", -1, "", false, false, -1, B7, scan_from},
+    /* an unqualified sender is left to the session (553 from the network) */
+    {"FROM:<a>", 0, "a", false, false, -1, B7, NULL},
+    {"FROM:<postmaster>", 0, "postmaster", false, false, -1, B7, NULL},
+    {"FROM:www-data SIZE=10", 0, "www-data", false, false, 10, B7, NULL},
+    {"FROM:<\"a b\">", 0, "\"a b\"", false, false, -1, B7, NULL},
+    {"FROM:<@a.org:u>", 0, "u", false, true, -1, B7, NULL},
     /* bad addresses */
-    {"FROM:<a>", -1, "", false, false, -1, B7, bad_sender},
-    {"FROM:<postmaster>", -1, "", false, false, -1, B7, bad_sender},
     {"FROM:<a@>", -1, "", false, false, -1, B7, bad_sender},
     {"FROM:<@b>", -1, "", false, false, -1, B7, bad_sender},
     {"FROM:<a@b", -1, "", false, false, -1, B7, bad_sender},
