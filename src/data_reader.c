@@ -137,10 +137,15 @@ static void header_line_end(struct data_reader *dr)
     dr->line_is_header_start = true;
 }
 
-/* Follows the header section with one message byte. */
+/* Follows the header section with one message byte. The empty line that
+ * ends the section is not part of it (RFC 5322 2.1) and is not counted: a
+ * CR at the start of a header line can only begin that line, because the
+ * transport refuses a CR without its LF. */
 static void track_header(struct data_reader *dr, unsigned char c)
 {
-    dr->header_size = add_saturated(dr->header_size, 1);
+    bool empty_line = dr->line_is_header_start && (c == '\r' || c == '\n');
+    if (!empty_line)
+        dr->header_size = add_saturated(dr->header_size, 1);
     if (dr->header_size > dr->max_header)
         dr->header_too_big = true;
     if (c == '\r')

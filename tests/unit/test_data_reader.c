@@ -262,17 +262,19 @@ static const struct limit_case limit_cases[] = {
     {"..\r\n.\r\n", 0, 3, BIG, END, 3, 3, 3, false, false, true, false, false},
     {"..\r\n.\r\n", 0, 2, BIG, END, 3, 3, 2, true, false, true, false, false},
     {"abcdef\r\n", 0, 2, BIG, MORE, 8, 8, 2, true, false, true, false, false},
-    /* the header section ends at the first empty line, which it includes */
-    {"A: b\r\n\r\nbody\r\n.\r\n", 0, BIG, 8, END, 14, 8, 14, false, false, false, false, false},
-    {"A: b\r\n\r\nbody\r\n.\r\n", 0, BIG, 7, END, 14, 8, 14, false, true, false, false, false},
+    /* the header section ends at the first empty line, which it does not include */
+    {"A: b\r\n\r\nbody\r\n.\r\n", 0, BIG, 6, END, 14, 6, 14, false, false, false, false, false},
+    {"A: b\r\n\r\nbody\r\n.\r\n", 0, BIG, 5, END, 14, 6, 14, false, true, false, false, false},
+    {"A: b\r\n\r\nbody\r\n.\r\n", 0, BIG, 0, END, 14, 6, 14, false, true, false, false, false},
     {"A: b\r\nC: d\r\n", 0, BIG, 11, MORE, 12, 12, 12, false, true, true, false, false},
-    {"\r\nA: b\r\n.\r\n", 0, BIG, 2, END, 8, 2, 8, false, false, false, false, false},
-    {"A: b\r\n\r\n\r\n\r\n.\r\n", 0, BIG, 8, END, 12, 8, 12, false, false, false, false, false},
+    {"\r\nA: b\r\n.\r\n", 0, BIG, 0, END, 8, 0, 8, false, false, false, false, false},
+    {"A: b\r\n\r\n\r\n\r\n.\r\n", 0, BIG, 6, END, 12, 6, 12, false, false, false, false, false},
+    {"A: b\r\n\r", 0, BIG, 6, MORE, 7, 6, 7, false, false, true, false, false},
     /* NUL and 8-bit bytes are noticed and kept */
     {"a\0b\r\n.\r\n", 5, BIG, BIG, MORE, 5, 5, 5, false, false, true, true, false},
     {"a\0b\r\n.\r\n", 8, BIG, BIG, END, 5, 5, 5, false, false, true, true, false},
     {"\xc3\xa9\r\n.\r\n", 0, BIG, BIG, END, 4, 4, 4, false, false, true, false, true},
-    {"a\r\n\r\n\x80\r\n.\r\n", 0, BIG, BIG, END, 8, 5, 8, false, false, false, false, true},
+    {"a\r\n\r\n\x80\r\n.\r\n", 0, BIG, BIG, END, 8, 3, 8, false, false, false, false, true},
     {"\x7f\r\n.\r\n", 0, BIG, BIG, END, 3, 3, 3, false, false, true, false, false},
 };
 
