@@ -379,6 +379,32 @@ static void test_mail_not_terminated(void **state)
     assert_string_equal(why, bad_rcpt);
 }
 
+/* The way the session uses them: the command's argument goes to the parser. */
+static void test_command_then_path(void **state)
+{
+    (void)state;
+    static const char mail[] = "mail from: <a@example.org>  SIZE=10 body=8BITMIME  ";
+    static const char rcpt[] = "RCPT  TO:<postmaster> ";
+    struct smtp_command cmd;
+    struct smtp_path path;
+    struct smtp_mail_params params;
+    const char *why;
+    assert_int_equal(smtp_parse_command(mail, strlen(mail), &cmd), 0);
+    assert_int_equal(cmd.verb, SMTP_VERB_MAIL);
+    assert_int_equal(smtp_parse_mail(cmd.arg, cmd.arglen, &path, &params, &why), 0);
+    assert_string_equal(path.addr, "a@example.org");
+    assert_true(params.size == 10);
+    assert_int_equal(params.body, BODY_8BITMIME);
+    assert_int_equal(smtp_parse_command(rcpt, strlen(rcpt), &cmd), 0);
+    assert_int_equal(cmd.verb, SMTP_VERB_RCPT);
+    assert_int_equal(smtp_parse_rcpt(cmd.arg, cmd.arglen, &path, &why), 0);
+    assert_string_equal(path.addr, "postmaster");
+    /* "MAIL" alone: no argument, the parser says what is missing */
+    assert_int_equal(smtp_parse_command("MAIL", 4, &cmd), 0);
+    assert_int_equal(smtp_parse_mail(cmd.arg, cmd.arglen, &path, &params, &why), -1);
+    assert_string_equal(why, scan_from);
+}
+
 /* ---- length bounds -------------------------------------------------------- */
 
 static int mail_with(size_t local_len, const char *domain_label, size_t nlabels)
@@ -583,11 +609,11 @@ static void test_helo_length(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_command_table), cmocka_unit_test(test_mail_table),
-        cmocka_unit_test(test_rcpt_table),    cmocka_unit_test(test_mail_not_terminated),
-        cmocka_unit_test(test_length_bounds), cmocka_unit_test(test_split_table),
-        cmocka_unit_test(test_reply_table),   cmocka_unit_test(test_helo_table),
-        cmocka_unit_test(test_helo_length),
+        cmocka_unit_test(test_command_table),     cmocka_unit_test(test_mail_table),
+        cmocka_unit_test(test_rcpt_table),        cmocka_unit_test(test_mail_not_terminated),
+        cmocka_unit_test(test_command_then_path), cmocka_unit_test(test_length_bounds),
+        cmocka_unit_test(test_split_table),       cmocka_unit_test(test_reply_table),
+        cmocka_unit_test(test_helo_table),        cmocka_unit_test(test_helo_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
