@@ -920,7 +920,8 @@ int queue_scan(const char *qdir, void (*found)(const char *qid, void *arg), void
         errno = EOVERFLOW;
         return -1;
     }
-    qsort(list.ids, list.n, sizeof list.ids[0], qid_cmp);
+    if (list.n > 1)
+        qsort(list.ids, list.n, sizeof list.ids[0], qid_cmp);
     for (size_t i = 0; found && i < list.n; i++)
         found(list.ids[i], arg);
     int n = (int)list.n;
