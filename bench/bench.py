@@ -120,6 +120,15 @@ class CpuGroup:
 # ---------------------------------------------------------------- helpers
 
 
+def system_busy_ns():
+    """CPU time the whole machine spent busy (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) * 1_000_000_000 // hz
+
+
 def wait_greeting(addr, timeout):
     """Connects once and waits for a 220 greeting; True when it came."""
     deadline = time.monotonic() + timeout
@@ -220,9 +229,10 @@ class IdleClients:
 class Sink:
     """Postfix's smtp-sink from the chroot, counting messages (-c)."""
 
-    def __init__(self, root, out):
+    def __init__(self, root, out, group):
         self.out_path = os.path.join(out, "sink.out")
         self.root = root
+        self.group = group
         self.proc = None
 
     def start(self):
@@ -230,7 +240,7 @@ class Sink:
         self.proc = subprocess.Popen(
             ["chroot", self.root, "smtp-sink", "-c", "-u", "nobody", "-m", "1024",
              f"{SINK[0]}:{SINK[1]}", "1024"],
-            stdout=self.out, stderr=subprocess.STDOUT)
+            stdout=self.out, stderr=subprocess.STDOUT, preexec_fn=self.group.enter)
         if not wait_greeting(SINK, 10):
             raise RuntimeError("smtp-sink did not start (see " + self.out_path + ")")
 
@@ -264,14 +274,19 @@ class Sink:
             self.out.close()
 
 
+RIG_GROUP = None  # the cgroup of the load generator and the sink
+
+
 def smtp_source(root, addr, messages, sessions, size, timeout, out_path):
-    """Runs smtp-source; returns (ok, seconds, delivered-to-MTA count)."""
+    """Runs smtp-source; returns (ok, seconds, messages the MTA took, tail of
+    its output)."""
     cmd = ["chroot", root, "smtp-source", "-c", "-s", str(sessions), "-l", str(size),
            "-m", str(messages), "-M", CLIENT_NAME, "-f", SENDER, "-t", RECIPIENT,
            f"{addr[0]}:{addr[1]}"]
     with open(out_path, "wb") as out:
         t0 = time.monotonic()
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                             preexec_fn=RIG_GROUP.enter if RIG_GROUP else None)
         try:
             rc = p.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -480,7 +495,15 @@ def throughput_phase(mta, sink, root, out, args):
     time.sleep(1.0)
 
     before = sink.count()
+    perf = None
+    if args.perf:
+        perf = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o",
+                                 os.path.join(out, f"perf-{mta.name}.data")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
     cpu0 = mta.group.cpu_ns()
+    rig0 = RIG_GROUP.cpu_ns()["total"]
+    sys0 = system_busy_ns()
     t0 = time.monotonic()
     ok, secs, sent, tail = smtp_source(root, mta.addr, args.messages, args.sessions, args.size,
                                        args.timeout, os.path.join(out, f"{mta.name}-source.out"))
@@ -494,6 +517,12 @@ def throughput_phase(mta, sink, root, out, args):
         log(f"{mta.name}: smtp-source said: {tail.strip()[-300:]!r}")
     reached, t2 = sink.wait_count(before + sent, args.timeout)
     cpu1 = mta.group.cpu_ns()
+    rig1 = RIG_GROUP.cpu_ns()["total"]
+    sys1 = system_busy_ns()
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(30)
+        perf_report(mta.name, out)
     delivered = sink.count() - before
     e2e = t2 - t0
     res["delivered"] = delivered
@@ -504,11 +533,29 @@ def throughput_phase(mta, sink, root, out, args):
     res["cpu_s_per_1000"] = (cpu1["total"] - cpu0["total"]) / 1e9 / n * 1000
     res["cpu_user_s_per_1000"] = (cpu1["user"] - cpu0["user"]) / 1e9 / n * 1000
     res["cpu_sys_s_per_1000"] = (cpu1["sys"] - cpu0["sys"]) / 1e9 / n * 1000
+    res["cpu_rig_s"] = (rig1 - rig0) / 1e9
+    res["cpu_mta_s"] = (cpu1["total"] - cpu0["total"]) / 1e9
+    # Whatever else ran on the machine meanwhile (other people's builds) is
+    # noise in these figures: say how much there was.
+    res["cpu_other_s"] = max(0.0, (sys1 - sys0) / 1e9 - res["cpu_mta_s"] - res["cpu_rig_s"])
+    res["cpu_window_s"] = e2e * (os.cpu_count() or 1)
     log(f"{mta.name}: sink has {delivered} after {e2e:.2f} s"
         + ("" if reached else " (INCOMPLETE: timed out)"))
     time.sleep(1.0)
     res["sink_after_1s"] = sink.count() - before
     return res
+
+
+def perf_report(name, out):
+    """Where the CPU went during the measured run, by program and by symbol."""
+    data = os.path.join(out, f"perf-{name}.data")
+    with open(os.path.join(out, f"perf-{name}.txt"), "w") as f:
+        for sort in ("comm", "comm,dso", "comm,sym"):
+            f.write(f"==== perf report --sort {sort}\n")
+            f.flush()
+            subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                            "--sort", sort, "-g", "none", "--percent-limit", "0.5"],
+                           stdout=f, stderr=subprocess.DEVNULL, timeout=300)
 
 
 def sink_direct(sink, root, out, args):
@@ -581,6 +628,9 @@ def report(results, args, machine):
             lines.append(f"{name}: accepted {tp['accepted']} in {tp['accept_seconds']:.2f} s, "
                          f"sink got {tp['delivered']} in {tp['e2e_seconds']:.2f} s"
                          + ("" if tp["e2e_complete"] and tp["source_ok"] else "  ** INCOMPLETE **"))
+            lines.append(f"{name}: CPU in that window: MTA {tp['cpu_mta_s']:.1f} s, "
+                         f"smtp-source+smtp-sink {tp['cpu_rig_s']:.1f} s, other processes on the "
+                         f"machine {tp['cpu_other_s']:.1f} s (of {tp['cpu_window_s']:.1f} CPU-s)")
         idle = r.get("idle")
         if idle:
             steps = ", ".join(
@@ -637,6 +687,8 @@ def main():
                          "concurrency is 20)")
     ap.add_argument("--timeout", type=int, default=150, help="per smtp-source run and per drain")
     ap.add_argument("--skip-idle", action="store_true")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record -a during each measured run: out/perf-MTA.txt")
     args = ap.parse_args()
 
     if os.environ.get("JMBENCH_NS") != "1":
@@ -657,7 +709,9 @@ def main():
 
     machine = machine_description()
     results = {"args": vars(args), "machine": machine}
-    sink = Sink(args.root, args.out)
+    global RIG_GROUP
+    RIG_GROUP = CpuGroup("rig")
+    sink = Sink(args.root, args.out, RIG_GROUP)
     mtas = []
     try:
         sink.start()
@@ -699,6 +753,7 @@ def main():
             except Exception:
                 pass
         sink.stop()
+        RIG_GROUP.remove()
 
     text = report(results, args, machine)
     with open(os.path.join(args.out, "results.json"), "w") as f:
