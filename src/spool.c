@@ -450,7 +450,9 @@ static int write_envelope(struct spool *sp, struct queue_envelope *env, char *er
     int rc = 0;
     if (n < 0) {
         errno = EINVAL;
-        set_err(err, errlen, "invalid envelope (a field is empty, too long or holds CR/LF)");
+        set_err(
+            err, errlen,
+            "invalid envelope (a field is empty, too long or holds CR/LF, or too many recipients)");
         rc = -1;
     } else if (buf == sp->buf) {
         sp->buffered = (size_t)n;

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,6 +484,44 @@ static void test_shutdown_delivers_pending(void **state)
     assert_int_equal(spool_init(f->base, f->qdir, err, sizeof err), -1);
 }
 
+static void test_write_error(void **state)
+{
+    struct fixture *f = *state;
+    /* a file size limit makes write() fail with EFBIG part way */
+    struct rlimit old, small = {.rlim_cur = 150000, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct queue_rcpt r[1] = {{.addr = "bob@example.org", .status = RCPT_PENDING}};
+    struct queue_envelope env = make_env(r, 1);
+    char err[256];
+    struct spool *sp = spool_open(&env, err, sizeof err);
+    assert_non_null(sp);
+    char chunk[10000];
+    memset(chunk, 'z', sizeof chunk);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    int rc = 0;
+    for (int i = 0; i < 40 && rc == 0; i++)
+        rc = spool_write(sp, chunk, sizeof chunk);
+    int saved = errno;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_int_equal(rc, -1);
+    assert_int_equal(saved, EFBIG);
+    /* the error sticks */
+    errno = 0;
+    assert_int_equal(spool_write(sp, "x", 1), -1);
+    assert_int_equal(errno, EFBIG);
+    /* committing anyway fails and cleans up */
+    struct outcome o = {0};
+    spool_commit(sp, on_done, &o);
+    run_until(f->base, &o.calls, 1);
+    assert_int_equal(o.ok, 0);
+    assert_non_null(strstr(o.err, "write"));
+    assert_int_equal(count_entries(f->qdir, "tmp"), 0);
+    assert_int_equal(count_entries(f->qdir, "msg"), 0);
+}
+
 static void test_init_errors(void **state)
 {
     (void)state;
@@ -509,6 +549,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_big_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_spares_open_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_delivers_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
