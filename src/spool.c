@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -198,6 +199,11 @@ static void settle_batch(struct spool *batch, int dir_sync_errno)
 
 static void commit_batch(struct spool *batch)
 {
+    /* start the write-back of every file first, so that the disk works on
+     * all of them while fdatasync waits for the first */
+    for (struct spool *sp = batch; sp; sp = sp->next)
+        if (sp->result != RESULT_FAILED)
+            sync_file_range(sp->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     size_t renamed = 0;
     for (struct spool *sp = batch; sp; sp = sp->next) {
         sync_and_rename(sp);
@@ -297,7 +303,12 @@ static int start_thread(char *err, size_t errlen)
     S.stopping = false;
     pthread_mutex_init(&S.lock, NULL);
     pthread_cond_init(&S.cond, NULL);
+    /* the thread blocks every signal: they are the event loop's business */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&S.thread, NULL, commit_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         pthread_cond_destroy(&S.cond);
         pthread_mutex_destroy(&S.lock);
