@@ -561,7 +561,17 @@ static int open_msg(const char *qdir, const char *qid, int flags)
     }
     if (build_path(path, sizeof path, qdir, "msg", qid) < 0)
         return -1;
-    return open(path, flags | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO planted under a queue id must not hang the reader */
+    int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fcntl(fd, F_SETFL, flags) < 0) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
 }
 
 /* Offset just past the "\ndata\n" line in buf[0..len), searched from `from`,

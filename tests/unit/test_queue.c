@@ -767,6 +767,11 @@ static void test_read_errors(void **state)
     assert_int_equal(rename(path, path_b), 0);
     assert_int_equal(queue_read_envelope(q->path, QID_B, &env, err, sizeof err), -1);
     assert_non_null(strstr(err, "says it is"));
+    /* not a regular file: refused at once (a FIFO would block a reader) */
+    assert_int_equal(unlink(path_b), 0);
+    assert_int_equal(mkfifo(path_b, 0600), 0);
+    assert_int_equal(queue_read_envelope(q->path, QID_B, &env, err, sizeof err), -1);
+    assert_int_equal(unlink(path_b), 0);
     /* no data line: refused, also when the file is larger than one chunk */
     size_t len = 200 * 1000;
     char *junk = malloc(len);
