@@ -44,21 +44,26 @@ struct config {
     char log_file[PATH_MAX]; /* empty: syslog (daemon) or stderr (foreground) */
 
     /* limits */
-    size_t max_message_size;      /* bytes, 0 = unlimited is NOT allowed */
-    size_t max_recipients;        /* per message */
-    size_t max_header_size;       /* bytes of the header section */
-    size_t max_command_line;      /* bytes of one command line, CRLF included */
-    unsigned max_connections;     /* in total */
+    size_t max_message_size;  /* bytes, 0 = unlimited is NOT allowed */
+    size_t max_recipients;    /* per message */
+    size_t max_header_size;   /* bytes of the header section */
+    size_t max_command_line;  /* bytes of one command line, CRLF included */
+    unsigned max_connections; /* in total */
     unsigned max_connections_per_client;
-    unsigned max_bad_commands;    /* in a row, then 421 */
-    unsigned command_timeout;     /* seconds waiting for a command */
-    unsigned data_timeout;        /* seconds waiting for the next block of DATA */
-    unsigned shutdown_timeout;    /* seconds SIGTERM waits for sessions in DATA */
+    unsigned max_bad_commands; /* in a row, then 421 */
+    unsigned command_timeout;  /* seconds waiting for a command */
+    unsigned data_timeout;     /* seconds waiting for the next block of DATA */
+    unsigned shutdown_timeout; /* seconds SIGTERM waits for sessions in DATA */
 
     /* queue */
-    unsigned queue_interval;  /* seconds between queue runs (-q15m), also max back-off */
-    unsigned retry_min;       /* first retry after this many seconds */
-    unsigned max_deliveries;  /* outbound connections at once */
+    unsigned queue_interval; /* seconds between queue runs (-q15m), also max back-off */
+    unsigned retry_min;      /* first retry after this many seconds */
+    unsigned max_deliveries; /* outbound connections at once */
+
+    /* added after the first version of this header: */
+    bool smarthost_no_mx; /* smarthost was written in [brackets] or is an address: connect to
+                             its A/AAAA (or the address itself), no MX lookup, as sendmail's
+                             DS[host] */
 };
 
 /* Fills every field with the compiled-in default. */
