@@ -483,11 +483,12 @@ struct spool *spool_open(struct queue_envelope *env, char *err, size_t errlen)
         set_err(err, errlen, "spool not initialised");
         return NULL;
     }
-    struct spool *sp = calloc(1, sizeof *sp);
+    struct spool *sp = malloc(sizeof *sp);
     if (!sp) {
         set_err(err, errlen, "out of memory");
         return NULL;
     }
+    memset(sp, 0, offsetof(struct spool, buf)); /* the 64 KiB buffer needs no zeroing */
     sp->fd = -1;
     if (create_tmp(sp, err, errlen) < 0) {
         free(sp);
