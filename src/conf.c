@@ -483,19 +483,19 @@ static const char *path_problem(const char *s)
 static int set_directory(struct parser *p, const struct key_def *k, const char *value)
 {
     char path[PATH_MAX];
-    const char *problem = path_problem(value);
-    if (problem)
-        return fail(p, "%s: '%s': %s", k->name, show(p, value, strlen(value)), problem);
     size_t len = strlen(value);
-    while (len > 1 && value[len - 1] == '/')
-        len--;
-    if (len == 1)
-        return fail(p, "%s: '/' is not a directory of its own; use e.g. %s", k->name,
-                    strcmp(k->name, "jail_directory") == 0 ? "/var/spool/jailmail" : "/queue");
     if (len >= sizeof path)
-        return fail(p, "%s: the path is too long; at most %zu bytes", k->name, k->size - 1);
+        return fail(p, "%s: the path is too long; at most %zu bytes", k->name, sizeof path - 1);
+    while (len > 1 && value[len - 1] == '/')
+        len--; /* "/srv/jail/" is "/srv/jail" */
     memcpy(path, value, len);
     path[len] = '\0';
+    const char *problem = path_problem(path);
+    if (problem)
+        return fail(p, "%s: '%s': %s", k->name, show(p, value, strlen(value)), problem);
+    if (strcmp(path, "/") == 0)
+        return fail(p, "%s: '/' is not a directory of its own; use e.g. %s", k->name,
+                    strcmp(k->name, "jail_directory") == 0 ? "/var/spool/jailmail" : "/queue");
     return store_string(p, k, path);
 }
 
@@ -798,6 +798,11 @@ static int parse_line(struct parser *p, const char *line, size_t n)
     const struct key_def *k = find_key(text);
     if (!k)
         return unknown_key(p, text);
+    bool may_be_empty =
+        k->kind == KIND_HOSTNAME || k->kind == KIND_FILE || k->kind == KIND_SMARTHOST;
+    if (!value[0] && !may_be_empty)
+        return fail(p, "%s: no value after '='; give a value, or remove the line for the default",
+                    k->name);
     if (has_trailing_comment(value))
         return fail(p,
                     "%s: a comment after the value; a '#' starts a comment only at the "
@@ -900,6 +905,13 @@ int conf_finish(struct config *c, char *err, size_t errlen)
     if (c->jail_dir[0] != '/' || c->queue_dir[0] != '/') {
         snprintf(err, errlen, "%s: %s is not an absolute path; start it with '/'", src,
                  c->jail_dir[0] != '/' ? "jail_directory" : "queue_directory");
+        return -1;
+    }
+    if (strlen(c->jail_dir) + strlen(c->queue_dir) >= PATH_MAX) {
+        snprintf(err, errlen,
+                 "%s: jail_directory and queue_directory together are longer than %d bytes; "
+                 "use shorter paths",
+                 src, PATH_MAX - 1);
         return -1;
     }
     if (!c->run_as_user[0] || !c->run_as_group[0]) {
