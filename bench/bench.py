@@ -254,13 +254,20 @@ class Sink:
         found = re.findall(r"mesg=(\d+)", tail)
         return int(found[-1]) if found else 0
 
-    def wait_count(self, target, timeout):
-        """Waits until the count reaches target; returns (reached, time)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.count() >= target:
+    def wait_count(self, target, timeout, stall=30):
+        """Waits until the count reaches target, for at most `timeout` s and
+        at most `stall` s without progress; returns (reached, time)."""
+        now = time.monotonic()
+        deadline = now + timeout
+        last, last_change = self.count(), now
+        while now < deadline and now - last_change < stall:
+            n = self.count()
+            if n >= target:
                 return True, time.monotonic()
+            if n != last:
+                last, last_change = n, now
             time.sleep(0.005)
+            now = time.monotonic()
         return False, time.monotonic()
 
     def stop(self):
@@ -528,8 +535,9 @@ def throughput_phase(mta, sink, root, out, args):
     res["delivered"] = delivered
     res["e2e_complete"] = reached
     res["e2e_seconds"] = e2e
-    res["e2e_per_s"] = delivered / e2e if e2e > 0 else None
-    n = max(delivered, 1)
+    # An incomplete run has no end-to-end rate: it would flatter nobody.
+    res["e2e_per_s"] = delivered / e2e if reached and e2e > 0 else None
+    n = max(sent, 1)
     res["cpu_s_per_1000"] = (cpu1["total"] - cpu0["total"]) / 1e9 / n * 1000
     res["cpu_user_s_per_1000"] = (cpu1["user"] - cpu0["user"]) / 1e9 / n * 1000
     res["cpu_sys_s_per_1000"] = (cpu1["sys"] - cpu0["sys"]) / 1e9 / n * 1000
