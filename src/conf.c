@@ -383,7 +383,9 @@ static int store_string(struct parser *p, const struct key_def *k, const char *v
     if (len >= k->size)
         return fail(p, "%s: '%s' is too long; at most %zu bytes", k->name, show(p, value, len),
                     k->size - 1);
-    memcpy(string_field(p, k), value, len + 1);
+    /* zero-filled, so that equal configurations compare equal byte for byte */
+    memset(string_field(p, k), 0, k->size);
+    memcpy(string_field(p, k), value, len);
     return 0;
 }
 
@@ -429,6 +431,7 @@ static int set_listen_value(struct parser *p, const struct key_def *k, const cha
 {
     (void)k;
     struct listen_addr a;
+    memset(&a, 0, sizeof a);
     if (parse_listen_addr(p, value, &a) < 0)
         return -1;
     if (!p->listen_seen) {
@@ -574,8 +577,8 @@ static int set_smarthost(struct parser *p, const struct key_def *k, const char *
     const char *rest;
     bool bracketed = value[0] == '[', is_addr = false;
     uint16_t port = 25;
+    memset(c->smarthost, 0, sizeof c->smarthost);
     if (!value[0]) {
-        c->smarthost[0] = '\0';
         c->smarthost_port = 25;
         c->smarthost_no_mx = false;
         return 0;
@@ -820,7 +823,7 @@ int conf_parse_buffer(struct config *c, const char *name, const char *buf, size_
         snprintf(err, errlen, "%s: out of memory", name);
         return -1;
     }
-    *work = *c;
+    memcpy(work, c, sizeof *work); /* memcpy: padding too, so that memcmp can compare */
     struct parser p = {.c = work, .name = name, .err = err, .errlen = errlen};
     size_t pos = 0;
     int rc = 0;
@@ -839,7 +842,7 @@ int conf_parse_buffer(struct config *c, const char *name, const char *buf, size_
     }
     if (rc == 0) {
         snprintf(work->source, sizeof work->source, "%s", name);
-        *c = *work;
+        memcpy(c, work, sizeof *c);
     }
     free(work);
     return rc;
