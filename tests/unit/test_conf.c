@@ -831,20 +831,87 @@ static void test_load_refusals(void **state)
     free(text);
 }
 
+/* A file of the repository, found from where this test's source is. */
+static void repo_path(char *out, size_t outlen, const char *rel)
+{
+    const char *here = __FILE__; /* tests/unit/test_conf.c, relative to the repository */
+    const char *cut = strstr(here, "tests/unit/test_conf.c");
+    assert_non_null(cut);
+    snprintf(out, outlen, "%.*s%s", (int)(cut - here), here, rel);
+}
+
 /* The example file shipped in etc/ loads. */
 static void test_example_file(void **state)
 {
     (void)state;
     struct config c;
     char path[PATH_MAX], err[CONF_ERR_MAX];
-    const char *here = __FILE__; /* tests/unit/test_conf.c, relative to the repository */
-    const char *cut = strstr(here, "tests/unit/test_conf.c");
-    assert_non_null(cut);
-    snprintf(path, sizeof path, "%.*setc/jailmail.conf.example", (int)(cut - here), here);
+    repo_path(path, sizeof path, "etc/jailmail.conf.example");
     int rc = conf_load(&c, path, err, sizeof err);
     if (rc < 0)
         print_error("%s\n", err);
     assert_int_equal(rc, 0);
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *text = calloc(1, 256 * 1024);
+    assert_non_null(text);
+    size_t n = fread(text, 1, 256 * 1024 - 1, f);
+    assert_true(n > 0 && feof(f));
+    fclose(f);
+    return text;
+}
+
+/* The man page documents every key, and its EXAMPLE configurations load. */
+static void test_man_page(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], err[CONF_ERR_MAX], want[128];
+    repo_path(path, sizeof path, "docs/jailmail.conf.5");
+    char *man = read_all(path);
+    static const char *const keys[] = {"listen",           "hostname",
+                                       "jail_directory",   "queue_directory",
+                                       "run_as_user",      "run_as_group",
+                                       "smarthost",        "log_file",
+                                       "max_message_size", "max_recipients",
+                                       "max_header_size",  "max_command_line",
+                                       "max_connections",  "max_connections_per_client",
+                                       "max_bad_commands", "command_timeout",
+                                       "data_timeout",     "shutdown_timeout",
+                                       "queue_interval",   "retry_min",
+                                       "max_deliveries"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        snprintf(want, sizeof want, "\n.BI \"%s = \"", keys[i]);
+        if (!strstr(man, want))
+            print_error("key %s is not documented\n", keys[i]);
+        assert_non_null(strstr(man, want));
+    }
+    /* the key list above is the parser's: an unknown key's message lists them */
+    struct config c;
+    assert_int_equal(parse(&c, "x = 1", err), -1);
+    assert_non_null(strstr(err, KNOWN));
+
+    char *example = strstr(man, "\n.SH EXAMPLE\n");
+    assert_non_null(example);
+    size_t blocks = 0;
+    for (char *nf = example; (nf = strstr(nf, "\n.nf\n")) != NULL;) {
+        char *body = nf + 5, *fi = strstr(body, "\n.fi\n");
+        assert_non_null(fi);
+        *fi = '\0';
+        nf = fi + 1;
+        if (strchr(body, '\\'))
+            continue; /* the builtin one, with a placeholder in italics */
+        int rc = parse(&c, body, err);
+        if (rc != 0)
+            print_error("%s\n", err);
+        assert_int_equal(rc, 0);
+        blocks++;
+    }
+    assert_int_equal(blocks, 2);
+    free(man);
 }
 
 int main(void)
@@ -871,6 +938,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_load_refusals),
         cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_man_page),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
