@@ -50,15 +50,14 @@ static void make_printable(char *s)
             *s = '?';
 }
 
-static void write_stamped(int fd, const char *ident, const char *line)
+static void write_stamped(int fd, const char *ident, long pid, const char *line)
 {
     char stamp[32], out[LOG_LINE_MAX + 128];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
-    int n =
-        snprintf(out, sizeof out, "%s jailmail/%s[%ld]: %s\n", stamp, ident, (long)getpid(), line);
+    int n = snprintf(out, sizeof out, "%s jailmail/%s[%ld]: %s\n", stamp, ident, pid, line);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof out)
@@ -67,18 +66,18 @@ static void write_stamped(int fd, const char *ident, const char *line)
     (void)r; /* nowhere to report a failing log */
 }
 
-void log_write_line(int priority, const char *ident, const char *line)
+void log_write_line(int priority, const char *ident, long pid, const char *line)
 {
     switch (sink) {
     case LOG_SINK_SYSLOG:
-        syslog(priority, "%s: %s", ident, line);
+        syslog(priority, "%s[%ld]: %s", ident, pid, line);
         break;
     case LOG_SINK_FILE:
-        write_stamped(sink_fd, ident, line);
+        write_stamped(sink_fd, ident, pid, line);
         break;
     case LOG_SINK_STDERR:
     case LOG_SINK_IPC: /* only reached when the master socket is gone */
-        write_stamped(STDERR_FILENO, ident, line);
+        write_stamped(STDERR_FILENO, ident, pid, line);
         break;
     }
 }
@@ -94,7 +93,7 @@ void log_vmsg(int priority, const char *fmt, va_list ap)
         errno = saved;
         return;
     }
-    log_write_line(priority, sink_ident, line + 1);
+    log_write_line(priority, sink_ident, (long)getpid(), line + 1);
     errno = saved;
 }
 

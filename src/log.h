@@ -28,8 +28,8 @@ int log_open(enum log_sink sink, const char *ident, const char *path);
  * worker ("smtpd", "queue") in the lines the master writes. */
 void log_to_master(int fd, const char *ident);
 
-/* Writes a line received from a worker (already validated) to the sink. */
-void log_write_line(int priority, const char *ident, const char *line);
+/* Writes a line received from worker `pid` (already validated) to the sink. */
+void log_write_line(int priority, const char *ident, long pid, const char *line);
 
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int priority, const char *fmt, va_list ap);

@@ -63,6 +63,7 @@ struct worker {
 
 /* An smtpd told to stop after a reload, finishing its sessions. */
 struct retiring {
+    struct master *owner;
     pid_t pid;
     int ipc_fd;
     struct event *ipc_ev;
@@ -134,14 +135,18 @@ static int prepare_jail_dirs(struct master *m)
     }
     if (make_dir(path, 0700) < 0)
         return -1;
-    if (m->ra.jailed && chown(path, m->ra.uid, m->ra.gid) < 0) {
-        log_err("cannot chown %s to the run-as user: %s", path, strerror(errno));
+    /* Through a descriptor opened without following links: the directory
+     * belongs to the run-as user, and root must never be tricked into
+     * changing the owner of something else. Its contents are left to the
+     * workers, which create tmp/, msg/ and corrupt/ themselves. */
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || (m->ra.jailed && fchown(fd, m->ra.uid, m->ra.gid) < 0) || fchmod(fd, 0700) < 0) {
+        log_err("cannot give %s to the run-as user with mode 0700: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    if (chmod(path, 0700) < 0) {
-        log_err("cannot chmod 0700 %s: %s", path, strerror(errno));
-        return -1;
-    }
+    close(fd);
     return 0;
 }
 
@@ -170,7 +175,7 @@ static bool line_printable(const char *s, size_t len)
     return true;
 }
 
-static void handle_log(const char *ident, const struct ipc_msg *msg)
+static void handle_log(const char *ident, pid_t pid, const struct ipc_msg *msg)
 {
     const char *p = msg->payload;
     size_t len = msg->hdr.length;
@@ -178,7 +183,7 @@ static void handle_log(const char *ident, const struct ipc_msg *msg)
         log_warning("%s sent a malformed log line; ignored", ident);
         return;
     }
-    log_write_line(p[0] - '0', ident, p + 1);
+    log_write_line(p[0] - '0', ident, (long)pid, p + 1);
 }
 
 static void forward_new_message(struct master *m, const struct ipc_msg *msg)
@@ -195,12 +200,12 @@ static void forward_new_message(struct master *m, const struct ipc_msg *msg)
         log_warning("cannot tell the queue worker about %s: %s", msg->payload, strerror(errno));
 }
 
-static void dispatch(struct master *m, const char *ident, bool from_smtpd,
+static void dispatch(struct master *m, const char *ident, pid_t pid, bool from_smtpd,
                      const struct ipc_msg *msg)
 {
     switch (msg->hdr.type) {
     case IPC_LOG:
-        handle_log(ident, msg);
+        handle_log(ident, pid, msg);
         break;
     case IPC_NEW_MESSAGE:
         if (from_smtpd)
@@ -218,16 +223,16 @@ static void on_worker_ipc(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct ipc_msg msg;
     for (int i = 0; i < 256 && ipc_recv((int)fd, &msg) == 1; i++)
-        dispatch(m, w->name, w->kind == WORKER_SMTPD, &msg);
+        dispatch(m, w->name, w->pid, w->kind == WORKER_SMTPD, &msg);
 }
 
 static void on_retiring_ipc(evutil_socket_t fd, short what, void *arg)
 {
-    struct master *m = arg;
+    struct retiring *r = arg;
     (void)what;
     struct ipc_msg msg;
     for (int i = 0; i < 256 && ipc_recv((int)fd, &msg) == 1; i++)
-        dispatch(m, "smtpd", true, &msg);
+        dispatch(r->owner, "smtpd", r->pid, true, &msg);
 }
 
 /* ---- starting and stopping workers ----------------------------------- */
@@ -287,6 +292,10 @@ static void __attribute__((noreturn)) child_run(struct master *m, enum worker_ki
     queue_paths(m, m->qdir_outside, sizeof m->qdir_outside, qdir, sizeof qdir);
     if (privsep_enter_jail(&m->cfg, &m->ra, err, sizeof err) < 0) {
         log_err("cannot enter the jail: %s", err);
+        exit(EX_OSERR_);
+    }
+    if (queue_prepare_dirs(qdir, err, sizeof err) < 0) {
+        log_err("queue directory %s unusable: %s", qdir, err);
         exit(EX_OSERR_);
     }
     int status = kind == WORKER_SMTPD
@@ -378,7 +387,8 @@ static void retire_smtpd(struct master *m)
         r->ipc_fd = m->smtpd.ipc_fd;
         if (m->smtpd.ipc_ev)
             event_free(m->smtpd.ipc_ev);
-        r->ipc_ev = event_new(m->base, r->ipc_fd, EV_READ | EV_PERSIST, on_retiring_ipc, m);
+        r->owner = m;
+        r->ipc_ev = event_new(m->base, r->ipc_fd, EV_READ | EV_PERSIST, on_retiring_ipc, r);
         event_add(r->ipc_ev, NULL);
         m->smtpd.ipc_ev = NULL;
         m->smtpd.ipc_fd = -1;
@@ -395,7 +405,7 @@ static bool reap_retiring(struct master *m, pid_t pid)
         struct retiring *r = &m->retiring[i];
         if (r->pid != pid)
             continue;
-        on_retiring_ipc(r->ipc_fd, EV_READ, m); /* its last log lines */
+        on_retiring_ipc(r->ipc_fd, EV_READ, r); /* its last log lines */
         event_free(r->ipc_ev);
         close(r->ipc_fd);
         r->pid = 0;
