@@ -1,7 +1,8 @@
 /* queue.h - queue files: the on-disk truth about every accepted message.
  *
  * Layout under the queue directory (mode 0700, owned by the run-as user):
- *   tmp/      messages being received; removed at start (never acknowledged)
+ *   tmp/      messages being received, each flock()ed by its writer until its
+ *             commit ends; the scan removes only unlocked ones (never acknowledged)
  *   msg/      complete messages, one file per message, named by queue id
  *   corrupt/  files that could not be parsed, moved aside and logged
  *
@@ -16,7 +17,8 @@
  *   helo <helo argument>\n        may be empty
  *   proto <SMTP|ESMTP|...>\n
  *   body <7BIT|8BITMIME>\n
- *   msgid <Message-ID value>\n    may be empty
+ *   msgid <Message-ID value>\n    may be empty (smtpd writes the envelope before it
+ *                                 has seen the message, so it leaves this empty)
  *   sender <address>\n            empty for the null sender <>
  *   rcpt <S> <address>\n          one per recipient; S is one status byte
  *   ...
@@ -112,7 +114,8 @@ int queue_remove(const char *qdir, const char *qid);
 /* Moves msg/<qid> (or tmp/<name>) to corrupt/ and says so in err. */
 int queue_move_corrupt(const char *qdir, const char *subdir, const char *name);
 
-/* Start-up scan: removes every file in tmp/, calls `found` for each file in
+/* Start-up scan: removes every file in tmp/ that no live writer holds locked,
+ * calls `found` for each file in
  * msg/ whose name is a valid queue id, moves other names to corrupt/.
  * Returns the number of messages found or -1. */
 int queue_scan(const char *qdir, void (*found)(const char *qid, void *arg), void *arg);

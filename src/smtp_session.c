@@ -197,8 +197,10 @@ static void cmd_helo(struct session *s, const struct smtp_command *c, bool esmtp
 
 static bool has_domain(const char *addr)
 {
-    const char *at = strrchr(addr, '@');
-    return at && at[1];
+    const char *local, *domain;
+    size_t locallen, domainlen;
+    smtp_split_addr(addr, strlen(addr), &local, &locallen, &domain, &domainlen);
+    return domainlen > 0;
 }
 
 static void cmd_mail(struct session *s, const struct smtp_command *c)
