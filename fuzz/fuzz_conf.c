@@ -44,8 +44,14 @@ static void check_listen(const struct config *c)
         CHECK(terminated(a->host, sizeof a->host));
         CHECK(inet_pton(AF_INET, a->host, bin) == 1 || inet_pton(AF_INET6, a->host, bin) == 1);
         CHECK(a->port >= 1);
-        for (size_t j = 0; j < i; j++)
-            CHECK(a->port != c->listen[j].port || strcmp(a->host, c->listen[j].host) != 0);
+        for (size_t j = 0; j < i; j++) {
+            const struct listen_addr *b = &c->listen[j];
+            bool v6a = strchr(a->host, ':') != NULL, v6b = strchr(b->host, ':') != NULL;
+            bool wild = !strcmp(a->host, "0.0.0.0") || !strcmp(a->host, "::") ||
+                        !strcmp(b->host, "0.0.0.0") || !strcmp(b->host, "::");
+            CHECK(a->port != b->port || strcmp(a->host, b->host) != 0);
+            CHECK(a->port != b->port || v6a != v6b || !wild);
+        }
     }
 }
 

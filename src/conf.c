@@ -185,6 +185,12 @@ static const char *show(struct parser *p, const char *s, size_t n)
     return p->shown;
 }
 
+/* A whole value, as show() gives it. */
+static const char *show_value(struct parser *p, const char *value)
+{
+    return show(p, value, strlen(value));
+}
+
 /* ---- small parsers ---------------------------------------------------- */
 
 static bool is_digit(char ch)
@@ -401,30 +407,39 @@ static int parse_listen_addr(struct parser *p, const char *value, struct listen_
     if (value[0] == '[') {
         const char *close = strchr(value, ']');
         if (!close || close[1] != ':')
-            return fail(p, "listen: '%s' is not an address with a port; %s",
-                        show(p, value, strlen(value)), LISTEN_USAGE);
+            return fail(p, "listen: '%s' is not an address with a port; %s", show_value(p, value),
+                        LISTEN_USAGE);
         family = AF_INET6;
         snprintf(host, sizeof host, "%.*s", (int)(close - value - 1), value + 1);
         colon = close + 1;
     } else {
         colon = strrchr(value, ':');
         if (!colon)
-            return fail(p, "listen: '%s' has no port; %s", show(p, value, strlen(value)),
-                        LISTEN_USAGE);
+            return fail(p, "listen: '%s' has no port; %s", show_value(p, value), LISTEN_USAGE);
         if (memchr(value, ':', (size_t)(colon - value)))
             return fail(p, "listen: '%s': an IPv6 address goes in brackets; %s",
-                        show(p, value, strlen(value)), LISTEN_USAGE);
+                        show_value(p, value), LISTEN_USAGE);
         snprintf(host, sizeof host, "%.*s", (int)(colon - value), value);
     }
     if ((size_t)(colon - value) >= sizeof host || inet_pton(family, host, bin) != 1)
-        return fail(p, "listen: '%s' is not a numeric %s address; %s",
-                    show(p, value, strlen(value)), family == AF_INET ? "IPv4" : "IPv6",
-                    LISTEN_USAGE);
+        return fail(p, "listen: '%s' is not a numeric %s address; %s", show_value(p, value),
+                    family == AF_INET ? "IPv4" : "IPv6", LISTEN_USAGE);
     if (!parse_port(colon + 1, &a->port))
         return fail(p, "listen: '%s' has no valid port; use a port from 1 to 65535",
-                    show(p, value, strlen(value)));
+                    show_value(p, value));
     inet_ntop(family, bin, a->host, sizeof a->host);
     return 0;
+}
+
+static bool same_family(const struct listen_addr *a, const struct listen_addr *b)
+{
+    return (strchr(a->host, ':') == NULL) == (strchr(b->host, ':') == NULL);
+}
+
+/* 0.0.0.0 or ::, as inet_ntop writes them. */
+static bool is_wildcard(const struct listen_addr *a)
+{
+    return strcmp(a->host, "0.0.0.0") == 0 || strcmp(a->host, "::") == 0;
 }
 
 static int set_listen_value(struct parser *p, const struct key_def *k, const char *value)
@@ -439,9 +454,19 @@ static int set_listen_value(struct parser *p, const struct key_def *k, const cha
         p->listen_seen = true;
     }
     for (size_t i = 0; i < p->c->nlisten; i++) {
-        if (p->c->listen[i].port == a.port && strcmp(p->c->listen[i].host, a.host) == 0)
+        const struct listen_addr *old = &p->c->listen[i];
+        if (old->port != a.port)
+            continue;
+        if (strcmp(old->host, a.host) == 0)
             return fail(p, "listen: '%s' is listed twice; list each address once",
-                        show(p, value, strlen(value)));
+                        show_value(p, value));
+        /* bind() would fail: the wildcard already holds the port */
+        if (same_family(old, &a) && (is_wildcard(old) || is_wildcard(&a)))
+            return fail(p,
+                        "listen: '%s' overlaps %s%s%s:%u; list either the address for all "
+                        "(0.0.0.0 or [::]) or single addresses on one port",
+                        show_value(p, value), strchr(old->host, ':') ? "[" : "", old->host,
+                        strchr(old->host, ':') ? "]" : "", old->port);
     }
     if (p->c->nlisten >= CONF_MAX_LISTEN)
         return fail(p, "listen: too many addresses; at most %d listen lines", CONF_MAX_LISTEN);
@@ -457,7 +482,7 @@ static int set_hostname(struct parser *p, const struct key_def *k, const char *v
                     "%s: '%s' is not a domain name (%s); use dot-separated labels of letters, "
                     "digits and '-', e.g. mail.example.org, or leave it empty for the system's "
                     "name",
-                    k->name, show(p, value, strlen(value)), problem);
+                    k->name, show_value(p, value), problem);
     return store_string(p, k, value);
 }
 
@@ -495,7 +520,7 @@ static int set_directory(struct parser *p, const struct key_def *k, const char *
     path[len] = '\0';
     const char *problem = path_problem(path);
     if (problem)
-        return fail(p, "%s: '%s': %s", k->name, show(p, value, strlen(value)), problem);
+        return fail(p, "%s: '%s': %s", k->name, show_value(p, value), problem);
     if (strcmp(path, "/") == 0)
         return fail(p, "%s: '/' is not a directory of its own; use e.g. %s", k->name,
                     strcmp(k->name, "jail_directory") == 0 ? "/var/spool/jailmail" : "/queue");
@@ -506,10 +531,10 @@ static int set_file(struct parser *p, const struct key_def *k, const char *value
 {
     const char *problem = value[0] ? path_problem(value) : NULL;
     if (problem)
-        return fail(p, "%s: '%s': %s", k->name, show(p, value, strlen(value)), problem);
+        return fail(p, "%s: '%s': %s", k->name, show_value(p, value), problem);
     if (value[0] && value[strlen(value) - 1] == '/')
         return fail(p, "%s: '%s' names a directory; name a file, e.g. /var/log/jailmail.log",
-                    k->name, show(p, value, strlen(value)));
+                    k->name, show_value(p, value));
     return store_string(p, k, value);
 }
 
@@ -532,7 +557,7 @@ static int set_name(struct parser *p, const struct key_def *k, const char *value
         return fail(p,
                     "%s: '%s' is not a user or group name; use lower-case letters, digits, '_' "
                     "and '-', starting with a letter or '_', at most %d characters",
-                    k->name, show(p, value, strlen(value)), SYSTEM_NAME_MAX);
+                    k->name, show_value(p, value), SYSTEM_NAME_MAX);
     /* The workers read the network: they never run as root (DESIGN.md, 1). */
     bool is_user = k->offset == offsetof(struct config, run_as_user);
     if (strcmp(value, "root") == 0)
@@ -600,7 +625,7 @@ static int set_smarthost(struct parser *p, const struct key_def *k, const char *
     }
     if (*rest && (*rest != ':' || !parse_port(rest + 1, &port)))
         return fail(p, "%s: '%s' has no valid port; use a port from 1 to 65535", k->name,
-                    show(p, value, strlen(value)));
+                    show_value(p, value));
     if (!smarthost_host(host, bracketed, stored, sizeof stored, &is_addr))
         goto bad;
     snprintf(c->smarthost, sizeof c->smarthost, "%s", stored);
@@ -608,8 +633,7 @@ static int set_smarthost(struct parser *p, const struct key_def *k, const char *
     c->smarthost_no_mx = bracketed || is_addr; /* an address has no MX records */
     return 0;
 bad:
-    return fail(p, "%s: '%s' is not a host; %s", k->name, show(p, value, strlen(value)),
-                SMARTHOST_USAGE);
+    return fail(p, "%s: '%s' is not a host; %s", k->name, show_value(p, value), SMARTHOST_USAGE);
 }
 
 static void store_number(struct parser *p, const struct key_def *k, unsigned long long v)
@@ -636,14 +660,14 @@ static int set_number(struct parser *p, const struct key_def *k, const char *val
               : k->kind == KIND_TIME ? parse_time(value, &v)
                                      : parse_count(value, &v);
     if (!ok)
-        return fail(p, "%s: '%s' is not %s; %s", k->name, show(p, value, strlen(value)),
-                    what[k->kind], how[k->kind]);
+        return fail(p, "%s: '%s' is not %s; %s", k->name, show_value(p, value), what[k->kind],
+                    how[k->kind]);
     if (v < k->min || v > k->max) {
         char lo[32], hi[32];
         format_bound(k->kind, k->min, lo, sizeof lo);
         format_bound(k->kind, k->max, hi, sizeof hi);
         return fail(p, "%s: '%s' is out of range; use %s from %s to %s", k->name,
-                    show(p, value, strlen(value)), what[k->kind], lo, hi);
+                    show_value(p, value), what[k->kind], lo, hi);
     }
     store_number(p, k, v);
     return 0;

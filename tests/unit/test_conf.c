@@ -124,6 +124,12 @@ static const struct bad_case bad_cases[] = {
      "t.conf:2: listen: '127.0.0.1:025' is listed twice; list each address once"},
     {"listen = [::1]:25\nlisten = [0:0::1]:25",
      "t.conf:2: listen: '[0:0::1]:25' is listed twice; list each address once"},
+    {"listen = 0.0.0.0:25\nlisten = 127.0.0.1:25",
+     "t.conf:2: listen: '127.0.0.1:25' overlaps 0.0.0.0:25; list either the address for all "
+     "(0.0.0.0 or [::]) or single addresses on one port"},
+    {"listen = [::1]:25\nlisten = [::]:25",
+     "t.conf:2: listen: '[::]:25' overlaps [::1]:25; list either the address for all (0.0.0.0 "
+     "or [::]) or single addresses on one port"},
     /* hostname */
     {"hostname = mail_1.example.org",
      "t.conf:1: hostname: 'mail_1.example.org' is not a domain name (it has a character other "
@@ -406,6 +412,10 @@ static void test_listen(void **state)
     /* the same address on two ports is two listeners */
     expect_ok(&c, "listen = 127.0.0.1:25\nlisten = 127.0.0.1:587\n");
     assert_int_equal(c.nlisten, 2);
+    /* the IPv6 wildcard is bound IPv6-only: it does not overlap IPv4 addresses */
+    expect_ok(&c, "listen = [::]:25\nlisten = 127.0.0.1:25\nlisten = 0.0.0.0:587\n"
+                  "listen = [::1]:587\n");
+    assert_int_equal(c.nlisten, 4);
     /* a second buffer starts the list again */
     assert_int_equal(conf_parse_buffer(&c, "two", "listen = 127.0.0.2:26\n", 22, err, sizeof err),
                      0);
