@@ -67,7 +67,8 @@ struct session {
     bool discarding_long_line; /* inside a command line that passed the limit */
     bool close_after_reply;    /* shutdown asked while a message was under way */
     bool commit_orphaned;      /* the client left while its message was committing */
-    unsigned bad_commands;
+    unsigned bad_commands;     /* refused commands in a row */
+    bool command_was_bad;      /* set by bad_command() for the command at hand */
     char helo[HELO_MAX];
     struct transaction tx;
 };
@@ -162,6 +163,7 @@ static void bad_command(struct session *s, const char *fmt, ...)
     evbuffer_add_vprintf(out, fmt, ap);
     va_end(ap);
     evbuffer_add(out, "\r\n", 2);
+    s->command_was_bad = true;
     if (++s->bad_commands >= s->ctx->cfg->max_bad_commands) {
         log_notice("NOQUEUE: too many bad commands from [%s]; closing", s->addr);
         close_with(s, "421 4.7.0 %s Too many bad commands; closing connection", hostname(s));
@@ -237,7 +239,6 @@ static void cmd_mail(struct session *s, const struct smtp_command *c)
     }
     s->tx.body = params.body;
     s->state = S_MAIL;
-    s->bad_commands = 0;
     reply(s, "250 2.1.0 <%s>... Sender ok", path.addr);
 }
 
@@ -284,7 +285,6 @@ static void cmd_rcpt(struct session *s, const struct smtp_command *c)
         return;
     }
     s->state = S_RCPT;
-    s->bad_commands = 0;
     reply(s, "250 2.1.5 <%s>... Recipient ok", path.addr);
 }
 
@@ -384,7 +384,7 @@ static void cmd_help(struct session *s)
              "214 2.0.0 End of HELP info");
 }
 
-static void dispatch_command(struct session *s, const char *line, size_t len)
+static void run_command(struct session *s, const char *line, size_t len)
 {
     struct smtp_command c;
     if (smtp_parse_command(line, len, &c) < 0) {
@@ -429,6 +429,16 @@ static void dispatch_command(struct session *s, const char *line, size_t len)
         bad_command(s, "500 5.5.1 Command unrecognized");
         break;
     }
+}
+
+/* Runs one command; a command that was not refused as bad ends the run of
+ * bad commands. */
+static void dispatch_command(struct session *s, const char *line, size_t len)
+{
+    s->command_was_bad = false;
+    run_command(s, line, len);
+    if (!s->command_was_bad)
+        s->bad_commands = 0;
 }
 
 /* ---- the end of a message ------------------------------------------------ */
