@@ -63,16 +63,9 @@ struct key_def {
     unsigned long long max;
 };
 
+/* A key's field: its offset and size. Strings need no more; numbers add
+ * their type and bounds. */
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
-#define STRING(key, kind, f)                                                                       \
-    {                                                                                              \
-        key, kind, FIELD(f), INT_NONE, 0, 0                                                        \
-    }
-#define NUMBER(key, kind, f, type, lo, hi)                                                         \
-    {                                                                                              \
-        key, kind, FIELD(f), type, lo, hi                                                          \
-    }
-
 #define KI 1024ULL
 #define MI (1024ULL * 1024)
 #define GI (1024ULL * 1024 * 1024)
@@ -82,34 +75,34 @@ struct key_def {
 
 static const struct key_def keys[] = {
     {"listen", KIND_LISTEN, FIELD(listen), INT_NONE, 0, 0},
-    STRING("hostname", KIND_HOSTNAME, hostname),
-    STRING("jail_directory", KIND_DIRECTORY, jail_dir),
-    STRING("queue_directory", KIND_DIRECTORY, queue_dir),
-    STRING("run_as_user", KIND_NAME, run_as_user),
-    STRING("run_as_group", KIND_NAME, run_as_group),
-    STRING("smarthost", KIND_SMARTHOST, smarthost),
-    STRING("log_file", KIND_FILE, log_file),
-    NUMBER("max_message_size", KIND_SIZE, max_message_size, INT_SIZE_T, KI, 2 * GI),
-    NUMBER("max_recipients", KIND_COUNT, max_recipients, INT_SIZE_T, 1, 100000),
-    NUMBER("max_header_size", KIND_SIZE, max_header_size, INT_SIZE_T, KI, 16 * MI),
-    NUMBER("max_command_line", KIND_COUNT, max_command_line, INT_SIZE_T, 512, 65536),
-    NUMBER("max_connections", KIND_COUNT, max_connections, INT_UNSIGNED, 1, 100000),
-    NUMBER("max_connections_per_client", KIND_COUNT, max_connections_per_client, INT_UNSIGNED, 1,
-           100000),
-    NUMBER("max_bad_commands", KIND_COUNT, max_bad_commands, INT_UNSIGNED, 1, 1000),
-    NUMBER("command_timeout", KIND_TIME, command_timeout, INT_UNSIGNED, 1, 30 * DAY),
-    NUMBER("data_timeout", KIND_TIME, data_timeout, INT_UNSIGNED, 1, 30 * DAY),
-    NUMBER("shutdown_timeout", KIND_TIME, shutdown_timeout, INT_UNSIGNED, 1, 30 * DAY),
-    NUMBER("queue_interval", KIND_TIME, queue_interval, INT_UNSIGNED, 1, 30 * DAY),
-    NUMBER("retry_min", KIND_TIME, retry_min, INT_UNSIGNED, 1, 30 * DAY),
-    NUMBER("max_deliveries", KIND_COUNT, max_deliveries, INT_UNSIGNED, 1, 1000),
+    {"hostname", KIND_HOSTNAME, FIELD(hostname), INT_NONE, 0, 0},
+    {"jail_directory", KIND_DIRECTORY, FIELD(jail_dir), INT_NONE, 0, 0},
+    {"queue_directory", KIND_DIRECTORY, FIELD(queue_dir), INT_NONE, 0, 0},
+    {"run_as_user", KIND_NAME, FIELD(run_as_user), INT_NONE, 0, 0},
+    {"run_as_group", KIND_NAME, FIELD(run_as_group), INT_NONE, 0, 0},
+    {"smarthost", KIND_SMARTHOST, FIELD(smarthost), INT_NONE, 0, 0},
+    {"log_file", KIND_FILE, FIELD(log_file), INT_NONE, 0, 0},
+    {"max_message_size", KIND_SIZE, FIELD(max_message_size), INT_SIZE_T, KI, 2 * GI},
+    {"max_recipients", KIND_COUNT, FIELD(max_recipients), INT_SIZE_T, 1, 100000},
+    {"max_header_size", KIND_SIZE, FIELD(max_header_size), INT_SIZE_T, KI, 16 * MI},
+    {"max_command_line", KIND_COUNT, FIELD(max_command_line), INT_SIZE_T, 512, 65536},
+    {"max_connections", KIND_COUNT, FIELD(max_connections), INT_UNSIGNED, 1, 100000},
+    {"max_connections_per_client", KIND_COUNT, FIELD(max_connections_per_client), INT_UNSIGNED, 1,
+     100000},
+    {"max_bad_commands", KIND_COUNT, FIELD(max_bad_commands), INT_UNSIGNED, 1, 1000},
+    {"command_timeout", KIND_TIME, FIELD(command_timeout), INT_UNSIGNED, 1, 30 * DAY},
+    {"data_timeout", KIND_TIME, FIELD(data_timeout), INT_UNSIGNED, 1, 30 * DAY},
+    {"shutdown_timeout", KIND_TIME, FIELD(shutdown_timeout), INT_UNSIGNED, 1, 30 * DAY},
+    {"queue_interval", KIND_TIME, FIELD(queue_interval), INT_UNSIGNED, 1, 30 * DAY},
+    {"retry_min", KIND_TIME, FIELD(retry_min), INT_UNSIGNED, 1, 30 * DAY},
+    {"max_deliveries", KIND_COUNT, FIELD(max_deliveries), INT_UNSIGNED, 1, 1000},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 /* ---- defaults --------------------------------------------------------- */
 
-static void set_listen(struct listen_addr *a, const char *host, uint16_t port)
+static void default_listen(struct listen_addr *a, const char *host, uint16_t port)
 {
     snprintf(a->host, sizeof a->host, "%s", host);
     a->port = port;
@@ -118,8 +111,8 @@ static void set_listen(struct listen_addr *a, const char *host, uint16_t port)
 void conf_defaults(struct config *c)
 {
     memset(c, 0, sizeof *c);
-    set_listen(&c->listen[0], "127.0.0.1", 25);
-    set_listen(&c->listen[1], "::1", 25);
+    default_listen(&c->listen[0], "127.0.0.1", 25);
+    default_listen(&c->listen[1], "::1", 25);
     c->nlisten = 2;
     snprintf(c->jail_dir, sizeof c->jail_dir, "/var/spool/jailmail");
     snprintf(c->queue_dir, sizeof c->queue_dir, "/queue");
