@@ -16,10 +16,10 @@
 #define DATA_MSGID_MAX 256
 
 enum data_result {
-    DATA_MORE = 0,     /* all input consumed, end not seen yet */
-    DATA_END,          /* end of message seen; *consumed says where it stopped */
-    DATA_BARE_LF,      /* 421 4.5.0 Bare linefeed (LF) not allowed; close */
-    DATA_BARE_CR,      /* 421 4.5.0 Bare carriage return (CR) not allowed; close */
+    DATA_MORE = 0, /* all input consumed, end not seen yet */
+    DATA_END,      /* end of message seen; *consumed says where it stopped */
+    DATA_BARE_LF,  /* 421 4.5.0 Bare linefeed (LF) not allowed; close */
+    DATA_BARE_CR,  /* 421 4.5.0 Bare carriage return (CR) not allowed; close */
 };
 
 enum data_state {
@@ -33,19 +33,19 @@ enum data_state {
 
 struct data_reader {
     enum data_state state;
-    size_t max_size;        /* bytes of message allowed */
-    size_t max_header;      /* bytes of header section allowed */
-    size_t size;            /* message bytes seen (after unstuffing) */
+    size_t max_size;   /* bytes of message allowed */
+    size_t max_header; /* bytes of header section allowed */
+    size_t size;       /* message bytes seen (after unstuffing) */
     size_t header_size;
     bool in_header;
-    bool too_big;           /* size passed max_size: output stopped, keep reading to the end */
+    bool too_big; /* size passed max_size: output stopped, keep reading to the end */
     bool header_too_big;
     bool has_nul;
     bool has_8bit;
     /* Message-ID capture */
     char msgid[DATA_MSGID_MAX];
     size_t msgid_len;
-    int hdr_match;          /* internal: progress matching "message-id:" at a line start */
+    int hdr_match; /* internal: progress matching "message-id:" at a line start */
     bool in_msgid;
     bool line_is_header_start;
 };

@@ -22,8 +22,8 @@ enum client_origin {
 };
 
 struct policy_client {
-    const char *addr;   /* numeric address, "" for the local socket */
-    const char *name;   /* confirmed host name, or NULL */
+    const char *addr; /* numeric address, "" for the local socket */
+    const char *name; /* confirmed host name, or NULL */
     enum client_origin origin;
     bool authenticated;
 };

@@ -19,7 +19,6 @@ int privsep_lookup(const struct config *cfg, struct run_as *ra, char *err, size_
 /* chroot(jail_dir), chdir("/"), setgroups(0), setresgid, setresuid,
  * PR_SET_NO_NEW_PRIVS, then verifies that setuid(0) and setgid(0) fail.
  * Does nothing but PR_SET_NO_NEW_PRIVS when ra->jailed is false. */
-int privsep_enter_jail(const struct config *cfg, const struct run_as *ra, char *err,
-                       size_t errlen);
+int privsep_enter_jail(const struct config *cfg, const struct run_as *ra, char *err, size_t errlen);
 
 #endif

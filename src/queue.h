@@ -53,8 +53,8 @@ enum rcpt_status {
 
 struct queue_rcpt {
     char *addr;
-    char status;          /* enum rcpt_status */
-    off_t status_offset;  /* byte offset of the status byte in the file */
+    char status;         /* enum rcpt_status */
+    off_t status_offset; /* byte offset of the status byte in the file */
 };
 
 struct queue_envelope {

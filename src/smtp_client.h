@@ -176,8 +176,9 @@ struct smtp_conn *smtp_conn_open(struct event_base *base, const struct smtp_conn
                                  const struct smtp_conn_ops *ops, void *owner,
                                  const struct smtp_job *job);
 
-/* Hands a job to an idle connection. Returns -1 when it is not idle. The job
- * and its envelope must live until job_done. */
+/* Hands a job to an idle connection. Returns -1 when it is not idle or out
+ * of memory (nothing is reported then). The job and its envelope must live
+ * until job_done, which may come before this returns (nothing to send). */
 int smtp_conn_deliver(struct smtp_conn *c, const struct smtp_job *job);
 
 bool smtp_conn_idle(const struct smtp_conn *c);

@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SMTP_PATH_MAX 512   /* bytes of a stored address (RFC 5321: path <= 256) */
-#define SMTP_LOCAL_MAX 64   /* RFC 5321 4.5.3.1.1, enforced as sendmail does: 256 */
+#define SMTP_PATH_MAX 512 /* bytes of a stored address (RFC 5321: path <= 256) */
+#define SMTP_LOCAL_MAX 64 /* RFC 5321 4.5.3.1.1, enforced as sendmail does: 256 */
 #define SMTP_DOMAIN_MAX 255
 
 enum smtp_verb {
@@ -47,19 +47,19 @@ enum body_type { BODY_7BIT = 0, BODY_8BITMIME };
 struct smtp_path {
     char addr[SMTP_PATH_MAX]; /* "local@domain", or "" for <>; source route dropped */
     size_t addrlen;
-    bool had_source_route;    /* <@a,@b:user@c> was given */
-    bool is_null;             /* <> */
+    bool had_source_route; /* <@a,@b:user@c> was given */
+    bool is_null;          /* <> */
 };
 
 struct smtp_mail_params {
-    long long size;           /* SIZE=, -1 when absent */
-    enum body_type body;      /* BODY= */
+    long long size;      /* SIZE=, -1 when absent */
+    enum body_type body; /* BODY= */
 };
 
 enum smtp_param_error {
     SMTP_PARAM_OK = 0,
-    SMTP_PARAM_SYNTAX,        /* 501 5.5.4 */
-    SMTP_PARAM_UNKNOWN,       /* 555 5.5.4 */
+    SMTP_PARAM_SYNTAX,  /* 501 5.5.4 */
+    SMTP_PARAM_UNKNOWN, /* 555 5.5.4 */
 };
 
 /* Parses the argument of MAIL ("FROM:<a@b> SIZE=12 BODY=8BITMIME") or RCPT
