@@ -69,6 +69,9 @@ deps-check:
 run: deps
 	$(MAKE) all
 	mkdir -p $(RUN_DIR)
+	@if [ "$$(id -u)" = 0 ] && ! id jailmail >/dev/null 2>&1; then \
+		echo "creating the run-as user jailmail"; \
+		useradd -r -g mail -s /usr/sbin/nologin -d /nonexistent jailmail; fi
 	$(BUILD)/sendmail -bD -q15m -C @builtin
 
 unit: $(UNIT_BINS)
