@@ -261,11 +261,15 @@ static void child_close_inherited(struct master *m, enum worker_kind kind)
         listeners_close(&m->listeners);
 }
 
+/* The master coordinates every stop and reload: a Ctrl-C or a hang-up that
+ * the terminal sends to the whole process group must not reach the workers
+ * directly, or sessions in DATA would die without their deadline. */
 static void child_reset_signals(void)
 {
-    const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        signal(sigs[i], SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
