@@ -331,8 +331,11 @@ static void start_delivery(struct worker *w, struct slot *s, const char *qid, in
         .data_size = st.st_size > d->env.data_offset ? st.st_size - d->env.data_offset : 0,
     };
     s->job = d;
-    if (s->conn) {
-        smtp_conn_deliver(s->conn, &job);
+    if (s->conn) { /* the cached connection; it may report at once */
+        if (smtp_conn_deliver(s->conn, &job) < 0) {
+            s->job = NULL;
+            defer_all(w, d, smtp_conn_relay(s->conn), "out of memory");
+        }
         return;
     }
     s->conn = smtp_conn_open(w->base, &w->params, &conn_ops, s, &job);

@@ -476,26 +476,37 @@ static void send_rcpt(struct smtp_conn *c, size_t t)
     send_text(c, cmd, (size_t)n); /* checked when the job was taken */
 }
 
-/* Recipients still pending in the envelope; an address that cannot be put
- * into a command fails at once. Returns -1 when out of memory. */
-static int build_todo(struct smtp_conn *c)
+/* Takes a job: the recipients still pending in its envelope are the ones
+ * this connection reports on, whatever happens. Returns -1 when out of
+ * memory (nothing is reported then). */
+static int job_take(struct smtp_conn *c, const struct smtp_job *job)
 {
-    const struct queue_envelope *env = c->job.env;
-    c->todo = calloc(env->nrcpts ? env->nrcpts : 1, sizeof *c->todo);
-    c->rstate = calloc(env->nrcpts ? env->nrcpts : 1, 1);
-    if (!c->todo || !c->rstate)
+    const struct queue_envelope *env = job->env;
+    size_t cap = env->nrcpts ? env->nrcpts : 1;
+    c->todo = calloc(cap, sizeof *c->todo);
+    c->rstate = calloc(cap, 1);
+    if (!c->todo || !c->rstate) {
+        job_clear(c);
         return -1;
-    char cmd[SMTP_COMMAND_MAX];
-    for (size_t i = 0; i < env->nrcpts; i++) {
-        if (env->rcpts[i].status != RCPT_PENDING)
-            continue;
-        c->todo[c->ntodo] = i;
-        c->rstate[c->ntodo] = RS_WAITING;
-        if (smtp_format_rcpt(cmd, sizeof cmd, env->rcpts[i].addr) < 0)
-            report(c, c->ntodo, SMTP_FAILED, 0, "5.1.3", "Bad recipient address syntax");
-        c->ntodo++;
     }
+    c->job = *job;
+    c->has_job = true;
+    c->ntodo = 0;
+    for (size_t i = 0; i < env->nrcpts; i++)
+        if (env->rcpts[i].status == RCPT_PENDING) {
+            c->rstate[c->ntodo] = RS_WAITING;
+            c->todo[c->ntodo++] = i;
+        }
     return 0;
+}
+
+/* An address that cannot be put into a command fails at once. */
+static void fail_unsendable(struct smtp_conn *c)
+{
+    char cmd[SMTP_COMMAND_MAX];
+    for (size_t t = 0; t < c->ntodo; t++)
+        if (smtp_format_rcpt(cmd, sizeof cmd, c->job.env->rcpts[c->todo[t]].addr) < 0)
+            report(c, t, SMTP_FAILED, 0, "5.1.3", "Bad recipient address syntax");
 }
 
 static size_t next_sendable(const struct smtp_conn *c, size_t t)
@@ -514,10 +525,7 @@ static enum step start_transaction(struct smtp_conn *c)
     c->discard_dot = false;
     c->job_answered = false;
     c->pipelined = c->ext.pipelining;
-    if (build_todo(c) < 0) {
-        report_open_deferred(c, "out of memory");
-        return job_end(c, SMTP_JOB_COMPLETED, "out of memory");
-    }
+    fail_unsendable(c);
     bool body8 = c->ext.eightbitmime && strcasecmp(env->body_type, "8BITMIME") == 0;
     int n = smtp_format_mail(cmd, sizeof cmd, env->sender, body8, c->ext.size,
                              (unsigned long long)c->job.data_size);
@@ -903,9 +911,9 @@ struct smtp_conn *smtp_conn_open(struct event_base *base, const struct smtp_conn
     c->p.helo_name = c->helo;
     snprintf(c->relay, sizeof c->relay, "%s", c->host);
     c->state = CS_RESOLVING;
-    c->job = *job;
-    c->has_job = true;
-    if (event_base_once(base, -1, EV_TIMEOUT, on_start, c, &(struct timeval){0, 0}) < 0) {
+    if (job_take(c, job) < 0 ||
+        event_base_once(base, -1, EV_TIMEOUT, on_start, c, &(struct timeval){0, 0}) < 0) {
+        job_clear(c);
         free(c);
         return NULL;
     }
@@ -914,10 +922,8 @@ struct smtp_conn *smtp_conn_open(struct event_base *base, const struct smtp_conn
 
 int smtp_conn_deliver(struct smtp_conn *c, const struct smtp_job *job)
 {
-    if (c->state != CS_IDLE || c->has_job)
+    if (c->state != CS_IDLE || c->has_job || job_take(c, job) < 0)
         return -1;
-    c->job = *job;
-    c->has_job = true;
     start_transaction(c); /* a job that ends at once is reported now */
     return 0;
 }
