@@ -79,7 +79,8 @@ struct master {
     enum master_state state;
     struct worker smtpd, queue;
     struct retiring retiring[MAX_RETIRING];
-    bool queue_restart_pending; /* start a new queue worker when the old one exits */
+    bool queue_restart_pending;   /* start a new queue worker when the old one exits */
+    struct event *queue_writable; /* a notification was dropped: ask for a run when possible */
     struct event *sig_events[4];
     struct event *drain_timer;
 };
@@ -239,6 +240,10 @@ static void on_retiring_ipc(evutil_socket_t fd, short what, void *arg)
 
 static void close_worker_ipc(struct worker *w)
 {
+    if (w->kind == WORKER_QUEUE && w->owner->queue_writable) {
+        event_free(w->owner->queue_writable);
+        w->owner->queue_writable = NULL;
+    }
     if (w->ipc_ev)
         event_free(w->ipc_ev);
     if (w->ipc_fd >= 0)
@@ -330,6 +335,9 @@ static void worker_start(struct master *m, struct worker *w)
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    int bufsize = 4 * 1024 * 1024; /* room for bursts of log lines and announcements */
+    setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
+    setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
     w->pid = pid;
     w->ipc_fd = fds[0];
     w->started = time(NULL);
