@@ -281,8 +281,20 @@ static void child_reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* Room for bursts of log lines and announcements. As root the system-wide
+ * maximum does not apply (the FORCE options); otherwise the kernel caps it. */
+static void enlarge_ipc_buffers(int fd)
+{
+    int size = 4 * 1024 * 1024;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+}
+
 static void child_set_ipc_timeout(int fd)
 {
+    enlarge_ipc_buffers(fd);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
@@ -335,9 +347,7 @@ static void worker_start(struct master *m, struct worker *w)
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    int bufsize = 4 * 1024 * 1024; /* room for bursts of log lines and announcements */
-    setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
-    setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
+    enlarge_ipc_buffers(fds[0]);
     w->pid = pid;
     w->ipc_fd = fds[0];
     w->started = time(NULL);
