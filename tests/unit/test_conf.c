@@ -72,6 +72,9 @@ static const struct bad_case bad_cases[] = {
     {"max_mesage_size = 1M",
      "t.conf:1: unknown key 'max_mesage_size' (did you mean 'max_message_size'?); " KNOWN},
     {"frobnicate = yes", "t.conf:1: unknown key 'frobnicate'; " KNOWN},
+    {"max_connections_per_client_in_total = 5",
+     "t.conf:1: unknown key 'max_connections_per_client_in_total'; " KNOWN},
+    {"k\xff = 5", "t.conf:1: unknown key 'k\\xff'; " KNOWN},
     {"DaemonPortOptions=Port=smtp", "t.conf:1: unknown key 'DaemonPortOptions'; " KNOWN},
     {"listen 127.0.0.1:25", "t.conf:1: 'listen 127.0.0.1:25' is not a setting; write key = value"},
     {"= 127.0.0.1:25", "t.conf:1: no key before '='; write key = value"},
@@ -269,6 +272,7 @@ static const struct bad_case bad_cases[] = {
     {"command_timeout = 5x", "t.conf:1: command_timeout: '5x' is not a time; " TIME_HOW},
     {"command_timeout = m", "t.conf:1: command_timeout: 'm' is not a time; " TIME_HOW},
     {"command_timeout = 1h30", "t.conf:1: command_timeout: '1h30' is not a time; " TIME_HOW},
+    {"command_timeout = 1h30mx", "t.conf:1: command_timeout: '1h30mx' is not a time; " TIME_HOW},
     {"command_timeout = 5M", "t.conf:1: command_timeout: '5M' is not a time; " TIME_HOW},
     {"command_timeout = -5s", "t.conf:1: command_timeout: '-5s' is not a time; " TIME_HOW},
     {"command_timeout = 0", "t.conf:1: command_timeout: '0' is out of range; use a time from 1s "
@@ -507,6 +511,20 @@ struct smarthost_case {
     bool no_mx;
 };
 
+static void test_smarthost_too_long(void **state)
+{
+    (void)state;
+    struct config c;
+    char text[400], err[CONF_ERR_MAX];
+    for (int bracketed = 0; bracketed < 2; bracketed++) {
+        int n = snprintf(text, sizeof text, "smarthost = %s", bracketed ? "[" : "");
+        memset(text + n, 'h', 300);
+        snprintf(text + n + 300, sizeof text - (size_t)n - 300, "%s", bracketed ? "]" : "");
+        assert_int_equal(parse(&c, text, err), -1);
+        assert_non_null(strstr(err, "...' is not a host; use host, host:port"));
+    }
+}
+
 static void test_smarthost(void **state)
 {
     (void)state;
@@ -696,6 +714,16 @@ static void test_finish(void **state)
     c.max_message_size = 3ULL << 30;
     assert_int_equal(conf_finish(&c, err, sizeof err), -1);
     assert_string_equal(err, "t.conf: max_message_size is 3221225472; it must be from 1K to 2G");
+
+    expect_ok(&c, "hostname = mail.example.org\n");
+    c.run_as_group[0] = '\0';
+    assert_int_equal(conf_finish(&c, err, sizeof err), -1);
+    assert_string_equal(err, "t.conf: run_as_user and run_as_group must be set; e.g. jailmail "
+                             "and mail");
+    expect_ok(&c, "hostname = mail.example.org\nsmarthost = relay.example.com\n");
+    c.smarthost_port = 0;
+    assert_int_equal(conf_finish(&c, err, sizeof err), -1);
+    assert_string_equal(err, "t.conf: smarthost has port 0; use a port from 1 to 65535");
 }
 
 /* An empty hostname becomes the system's name, when that is a domain name. */
@@ -819,6 +847,15 @@ static void test_load_refusals(void **state)
     snprintf(want, sizeof want, "%s: anyone may write to it; run chmod o-w %s", path, path);
     assert_string_equal(err, want);
 
+    char *longpath = malloc(PATH_MAX + 16);
+    assert_non_null(longpath);
+    memset(longpath, 'p', PATH_MAX + 8);
+    longpath[0] = '/';
+    longpath[PATH_MAX + 8] = '\0';
+    assert_int_equal(conf_load(&c, longpath, err, sizeof err), -1);
+    assert_non_null(strstr(err, "...: path too long; at most 4095 bytes"));
+    free(longpath);
+
     /* 1 MiB of comments is fine, one byte more is not */
     size_t big = 1024 * 1024;
     char *text = malloc(big + 1);
@@ -938,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_hostname_lengths),
         cmocka_unit_test(test_long_value_shown_bounded),
         cmocka_unit_test(test_smarthost),
+        cmocka_unit_test(test_smarthost_too_long),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_long_lines),
