@@ -952,8 +952,30 @@ int conf_finish(struct config *c, char *err, size_t errlen)
 
 /* ---- loading ---------------------------------------------------------- */
 
+/* The file decides where root creates directories and whom it hands them
+ * to, so only root (or whoever runs jailmail) may be able to change it. */
+static bool unsafe_owner(const char *path, const struct stat *st, char *err, size_t errlen)
+{
+    uid_t me = geteuid();
+    if (st->st_mode & S_IWOTH) {
+        snprintf(err, errlen, "%s: anyone may write to it; run chmod o-w %s", path, path);
+        return true;
+    }
+    if (st->st_uid != 0 && st->st_uid != me) {
+        snprintf(err, errlen, "%s: owned by uid %u, not by root or uid %u; run chown root %s", path,
+                 (unsigned)st->st_uid, (unsigned)me, path);
+        return true;
+    }
+    if (me == 0 && st->st_gid != 0 && (st->st_mode & S_IWGRP)) {
+        snprintf(err, errlen, "%s: group %u may write to it; run chmod g-w %s", path,
+                 (unsigned)st->st_gid, path);
+        return true;
+    }
+    return false;
+}
+
 /* The whole file into a new buffer, refusing what a configuration file
- * cannot be: not regular, writable by everyone, larger than CONF_FILE_MAX. */
+ * cannot be: not regular, writable by others, larger than CONF_FILE_MAX. */
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     struct stat st;
@@ -967,10 +989,8 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
         snprintf(err, errlen, "%s: not a regular file; name the configuration file", path);
         goto out;
     }
-    if (st.st_mode & S_IWOTH) {
-        snprintf(err, errlen, "%s: anyone may write to it; run chmod o-w %s", path, path);
+    if (unsafe_owner(path, &st, err, errlen))
         goto out;
-    }
     buf = malloc(CONF_FILE_MAX + 1);
     if (!buf) {
         snprintf(err, errlen, "%s: out of memory", path);

@@ -856,6 +856,28 @@ static void test_load_refusals(void **state)
     assert_non_null(strstr(err, "...: path too long; at most 4095 bytes"));
     free(longpath);
 
+    /* only root, or whoever runs jailmail, may be able to change the file */
+    snprintf(path, sizeof path, "%s/owner.conf", tmpdir);
+    write_file(path, "", 0, 0664);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(path, 0, 4321), 0);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -1);
+        snprintf(want, sizeof want, "%s: group 4321 may write to it; run chmod g-w %s", path, path);
+        assert_string_equal(err, want);
+        assert_int_equal(chown(path, 0, 0), 0); /* group root may */
+        assert_true(conf_load(&c, path, err, sizeof err) == 0 ||
+                    strstr(err, "hostname is not set") != NULL);
+        assert_int_equal(chown(path, 1234, 0), 0);
+        assert_int_equal(conf_load(&c, path, err, sizeof err), -1);
+        snprintf(want, sizeof want,
+                 "%s: owned by uid 1234, not by root or uid 0; run chown root %s", path, path);
+        assert_string_equal(err, want);
+    } else {
+        /* one's own file, group-writable, is fine when not running as root */
+        assert_true(conf_load(&c, path, err, sizeof err) == 0 ||
+                    strstr(err, "hostname is not set") != NULL);
+    }
+
     /* 1 MiB of comments is fine, one byte more is not */
     size_t big = 1024 * 1024;
     char *text = malloc(big + 1);
