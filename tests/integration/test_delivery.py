@@ -1,0 +1,127 @@
+"""End to end: client -> daemon -> smarthost (the sink), byte for byte."""
+
+import re
+
+from conftest import HOSTNAME, accepted_qid, make_message, strip_received, stuff, wait_until
+
+
+def relay(smtp, sink, message, rcpts=("rcpt@dest.example",), sender="sender@client.example", params=""):
+    """Sends one message through the daemon; returns the transaction the sink
+    received, after checking the envelope and that the data is the message
+    exactly, behind one prepended Received: header."""
+    c = smtp()
+    r = c.sendmail(sender, list(rcpts), message, mail_params=params)
+    accepted_qid(r)
+    c.quit()
+    (m,) = sink.wait_for(1, 15)
+    assert m.mail_from == sender
+    assert sorted(m.rcpts) == sorted(rcpts)
+    trace, rest = strip_received(m.data)
+    assert rest == message, "message changed in transit:\nsent %r\ngot  %r" % (message[:300], rest[:300])
+    sink.assert_clean()
+    return m
+
+
+def test_plain_text(daemon, smtp, sink):
+    msg = make_message(body="Hello,\r\n\r\nthis is a plain message.\r\n-- \r\nme\r\n")
+    relay(smtp, sink, msg)
+
+
+def test_dots(daemon, smtp, sink):
+    body = b".\r\n..\r\n.foo\r\n...\r\n. \r\nmiddle\r\n.\r\n"
+    msg = make_message(body=body)
+    m = relay(smtp, sink, msg)
+    # the daemon stuffed exactly the lines that start with a dot on the way out
+    assert m.raw == stuff(m.data)[: -len(b".\r\n")]
+    assert b"\r\n..foo\r\n" in m.raw
+
+
+def test_8bit_with_body_8bitmime(daemon, smtp, sink):
+    body = "Grüße aus Köln, ça va? – ünïcødé\r\n".encode() + bytes(range(0x80, 0x100)) + b"\r\n"
+    msg = make_message(body=body)
+    relay(smtp, sink, msg, params="BODY=8BITMIME")
+
+
+def test_8bitmime_is_announced_to_the_relay(daemon, smtp, sink):
+    msg = make_message(body="caf\xe9\r\n".encode("latin-1"))
+    m = relay(smtp, sink, msg, params="BODY=8BITMIME")
+    assert "BODY=8BITMIME" in [p.upper() for p in m.mail_params], m.mail_params
+
+
+def test_very_long_line(daemon, smtp, sink):
+    line = ("0123456789abcdef" * 320)[:5000].encode()
+    msg = make_message(body=b"before\r\n" + line + b"\r\nafter\r\n")
+    m = relay(smtp, sink, msg)
+    assert line + b"\r\n" in m.data
+
+
+def test_binaryish_crlf_clean(daemon, smtp, sink):
+    # every byte value but NUL, CR and LF, in lines of varying length
+    pool = bytes(b for b in range(1, 256) if b not in (10, 13))
+    lines = [pool[i % len(pool) :] + pool[: i % 97] for i in range(0, 2000, 37)]
+    body = b"\r\n".join(lines) + b"\r\n"
+    msg = make_message(body=body)
+    relay(smtp, sink, msg, params="BODY=8BITMIME")
+
+
+def test_empty_body_and_null_sender(daemon, smtp, sink):
+    msg = b"Subject: empty\r\nMessage-ID: <empty@test.example>\r\n\r\n"
+    relay(smtp, sink, msg, sender="")
+
+
+def test_received_header_prepended(daemon, smtp, sink):
+    m = relay(smtp, sink, make_message())
+    trace, _ = strip_received(m.data)
+    assert trace.startswith(b"Received: from "), trace
+    text = trace.decode("latin-1")
+    assert "127.0.0.1" in text, text
+    assert "by %s" % HOSTNAME in text, text
+    # the trace header is folded into lines a relay can take
+    assert all(len(l) <= 998 for l in trace.split(b"\r\n")), trace
+
+
+def test_multiple_recipients_one_transaction(daemon, smtp, sink):
+    rcpts = ["r%d@dest%d.example" % (i, i % 2) for i in range(5)]
+    relay(smtp, sink, make_message(), rcpts=rcpts)
+    assert len(sink.attempts) == 1
+    assert sink.count("MAIL") == 1
+
+
+def test_pipelining(daemon, smtp, sink):
+    c = smtp()
+    c.send(
+        b"EHLO pipe.example\r\n"
+        b"MAIL FROM:<p@client.example>\r\n"
+        b"RCPT TO:<one@dest.example>\r\n"
+        b"RCPT TO:<two@dest.example>\r\n"
+        b"DATA\r\n"
+    )
+    replies = c.replies(5)
+    assert [r.code for r in replies] == [250, 250, 250, 250, 354], replies
+    assert "PIPELINING" in [l.upper() for l in replies[0].lines]
+    msg = make_message(subject="pipelined")
+    c.send(stuff(msg) + b"QUIT\r\n")
+    accepted_qid(c.reply())
+    assert c.reply().code == 221
+    (m,) = sink.wait_for(1, 15)
+    assert m.rcpts == ["one@dest.example", "two@dest.example"]
+    assert strip_received(m.data)[1] == msg
+    sink.assert_clean()
+
+
+def test_several_transactions_in_one_session(daemon, smtp, sink):
+    c = smtp()
+    assert c.ehlo().code == 250
+    sent = []
+    for i in range(5):
+        msg = make_message(subject="n%d" % i)
+        sent.append(msg)
+        accepted_qid(c.sendmail("s@client.example", ["r%d@dest.example" % i], msg, ehlo=False))
+    c.quit()
+    got = sink.wait_for(5, 20)
+    assert sorted(strip_received(m.data)[1] for m in got) == sorted(sent)
+    assert len(got) == 5
+    sink.assert_clean()
+    # the queue is empty again once everything is delivered
+    wait_until(lambda: daemon.queue_files() == [], 10, what="empty queue")
+    assert re.search(r"stat=Sent", daemon.log())
