@@ -225,7 +225,9 @@ static void on_job_done(void *owner, struct smtp_conn *c, enum smtp_job_end end,
     struct delivery *d = s->job;
     s->job = NULL;
     if (end == SMTP_JOB_CONNECT_FAILED && why) {
-        w->host_down_until = now_sec() + HOST_DOWN_SECONDS;
+        unsigned window =
+            w->cfg->retry_min < HOST_DOWN_SECONDS ? w->cfg->retry_min : HOST_DOWN_SECONDS;
+        w->host_down_until = now_sec() + window;
         snprintf(w->host_down_why, sizeof w->host_down_why, "%s", why);
     }
     if (d)
