@@ -284,6 +284,7 @@ struct smtp_conn {
     struct smtp_job job;
     size_t *todo;          /* indexes into job.env->rcpts of the pending rcpts */
     unsigned char *rstate; /* enum rcpt_state per todo entry */
+    bool *rcpt_sent;       /* per todo entry: a RCPT goes (went) out, a reply is due */
     size_t ntodo;
     size_t next_rcpt_reply; /* todo entry whose RCPT reply comes next */
     size_t accepted;
@@ -363,8 +364,10 @@ static void job_clear(struct smtp_conn *c)
 {
     free(c->todo);
     free(c->rstate);
+    free(c->rcpt_sent);
     c->todo = NULL;
     c->rstate = NULL;
+    c->rcpt_sent = NULL;
     c->ntodo = 0;
     c->has_job = false;
 }
@@ -485,7 +488,8 @@ static int job_take(struct smtp_conn *c, const struct smtp_job *job)
     size_t cap = env->nrcpts ? env->nrcpts : 1;
     c->todo = calloc(cap, sizeof *c->todo);
     c->rstate = calloc(cap, 1);
-    if (!c->todo || !c->rstate) {
+    c->rcpt_sent = calloc(cap, sizeof *c->rcpt_sent);
+    if (!c->todo || !c->rstate || !c->rcpt_sent) {
         job_clear(c);
         return -1;
     }
@@ -509,9 +513,12 @@ static void fail_unsendable(struct smtp_conn *c)
             report(c, t, SMTP_FAILED, 0, "5.1.3", "Bad recipient address syntax");
 }
 
-static size_t next_sendable(const struct smtp_conn *c, size_t t)
+/* The next todo entry from t on that a RCPT is sent for. The set is fixed
+ * when the transaction starts, so that pipelined replies stay in step with
+ * the commands whatever the replies say. */
+static size_t next_sent(const struct smtp_conn *c, size_t t)
 {
-    while (t < c->ntodo && c->rstate[t] == RS_REPORTED)
+    while (t < c->ntodo && !c->rcpt_sent[t])
         t++;
     return t;
 }
@@ -534,12 +541,14 @@ static enum step start_transaction(struct smtp_conn *c)
             if (c->rstate[t] != RS_REPORTED)
                 report(c, t, SMTP_FAILED, 0, "5.1.7", "Bad sender address syntax");
     }
-    c->next_rcpt_reply = next_sendable(c, 0);
+    for (size_t t = 0; t < c->ntodo; t++)
+        c->rcpt_sent[t] = c->rstate[t] != RS_REPORTED;
+    c->next_rcpt_reply = next_sent(c, 0);
     if (n < 0 || c->next_rcpt_reply == c->ntodo)
         return job_end(c, SMTP_JOB_COMPLETED, "nothing to send");
     send_text(c, cmd, (size_t)n);
     if (c->pipelined) { /* RFC 2920: MAIL, every RCPT and DATA in one go */
-        for (size_t t = c->next_rcpt_reply; t < c->ntodo; t = next_sendable(c, t + 1))
+        for (size_t t = c->next_rcpt_reply; t < c->ntodo; t = next_sent(c, t + 1))
             send_rcpt(c, t);
         send_str(c, "DATA\r\n");
     }
@@ -583,7 +592,7 @@ static enum step on_rcpt_reply(struct smtp_conn *c, const struct smtp_reply *r)
             report_reply(c, t, r);
         }
     }
-    c->next_rcpt_reply = next_sendable(c, t + 1);
+    c->next_rcpt_reply = next_sent(c, t + 1);
     if (c->next_rcpt_reply < c->ntodo) {
         if (!c->pipelined)
             send_rcpt(c, c->next_rcpt_reply);
