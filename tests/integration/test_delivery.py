@@ -1,8 +1,12 @@
 """End to end: client -> daemon -> smarthost (the sink), byte for byte."""
 
+import random
 import re
+import time
 
-from conftest import HOSTNAME, accepted_qid, make_message, strip_received, stuff, wait_until
+import pytest
+
+from conftest import HOSTNAME, Client, accepted_qid, free_port, make_message, strip_received, stuff, wait_until
 
 
 def relay(smtp, sink, message, rcpts=("rcpt@dest.example",), sender="sender@client.example", params=""):
@@ -125,3 +129,94 @@ def test_several_transactions_in_one_session(daemon, smtp, sink):
     # the queue is empty again once everything is delivered
     wait_until(lambda: daemon.queue_files() == [], 10, what="empty queue")
     assert re.search(r"stat=Sent", daemon.log())
+
+
+def test_received_header_names_the_queue_id(daemon, smtp, sink):
+    c = smtp()
+    qid = accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], make_message()))
+    (m,) = sink.wait_for(1, 15)
+    trace, _ = strip_received(m.data)
+    assert re.search(rb"\bwith ESMTP id " + qid.encode() + rb"\b", trace), trace
+
+
+def test_byte_by_byte_client(daemon, smtp, sink):
+    # every command and the end of data split across TCP segments at every byte
+    body = b"a\r\n.\r\n..\r\n.x\r\n\r\n.\r\nend\r\n"
+    msg = make_message(body=body)
+    c = smtp()
+    wire_cmds = [b"EHLO drip.example\r\n", b"MAIL FROM:<d@client.example>\r\n", b"RCPT TO:<r@dest.example>\r\n"]
+    for w in wire_cmds:
+        for i in range(len(w)):
+            c.send(w[i : i + 1])
+            time.sleep(0.002)
+        assert c.reply().code == 250
+    assert c.cmd("DATA").code == 354
+    wire = stuff(msg)
+    for i in range(len(wire)):
+        c.send(wire[i : i + 1])
+        time.sleep(0.001)
+    accepted_qid(c.reply())
+    (m,) = sink.wait_for(1, 15)
+    assert strip_received(m.data)[1] == msg
+
+
+def test_end_of_data_split_in_every_way(daemon, smtp, sink):
+    # the final CRLF.CRLF split at each of its positions
+    c = smtp()
+    assert c.ehlo().code == 250
+    sent = []
+    for cut in range(1, 5):
+        msg = make_message(subject="cut %d" % cut, body="body\r\n.dot\r\n")
+        wire = stuff(msg)
+        assert c.mail("s@client.example").code == 250
+        assert c.rcpt("r@dest.example").code == 250
+        assert c.cmd("DATA").code == 354
+        split = len(wire) - 5 + cut
+        c.send(wire[:split])
+        time.sleep(0.05)
+        c.send(wire[split:])
+        accepted_qid(c.reply())
+        sent.append(msg)
+    got = sink.wait_for(4, 15)
+    assert sorted(strip_received(m.data)[1] for m in got) == sorted(sent)
+
+
+def test_big_message(daemon, smtp, sink):
+    rnd = random.Random(5)
+    lines = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz .,-") for _ in range(rnd.randint(0, 200))) for _ in range(40000)]
+    body = b"\r\n".join(b"." + l if i % 100 == 0 else l for i, l in enumerate(lines)) + b"\r\n"
+    msg = make_message(body=body)
+    assert len(msg) > 3_000_000
+    m = relay(smtp, sink, msg)
+    assert len(m.data) > len(msg)
+
+
+def test_client_gone_in_data_leaves_nothing(daemon, smtp, sink):
+    c = smtp()
+    assert c.ehlo().code == 250
+    assert c.mail("s@client.example").code == 250
+    assert c.rcpt("r@dest.example").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(b"Subject: half\r\n\r\nonly half of the message")
+    time.sleep(0.2)
+    c.close()
+    time.sleep(2)
+    assert sink.attempts == []
+    assert daemon.queue_files("msg") == []
+    wait_until(lambda: daemon.queue_files("tmp") == [], 5, what="tmp/ cleaned")
+
+
+@pytest.mark.conf(listen=["127.0.0.1:%d" % free_port(), "[::1]:%d" % free_port("::1")])
+def test_ipv6_listener(daemon, sink):
+    port6 = int(daemon.conf["listen"][1].rsplit(":", 1)[1])
+    c = Client(port6, host="::1")
+    assert c.greeting.code == 220
+    msg = make_message()
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], msg))
+    (m,) = sink.wait_for(1, 15)
+    trace, rest = strip_received(m.data)
+    assert rest == msg
+    assert b"IPv6:::1" in trace or b"::1" in trace, trace
+    # and the IPv4 one too
+    c4 = Client(daemon.port)
+    assert c4.greeting.code == 220

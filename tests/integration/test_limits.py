@@ -260,3 +260,32 @@ def test_hostile_bytes_do_not_kill_the_daemon(daemon, smtp, sink):
             pass
         c.close()
     assert_still_serving(daemon, sink)
+
+
+@pytest.mark.conf(data_timeout="3s", command_timeout="30s")
+def test_data_timeout(daemon, smtp, sink):
+    c = start_transaction(smtp)
+    assert c.cmd("DATA").code == 354
+    c.send(b"Subject: stalled\r\n\r\nhalf a mess")
+    t0 = time.monotonic()
+    r = c.reply(timeout=15)
+    waited = time.monotonic() - t0
+    assert r.code == 421 and r.enhanced == "4.4.2", str(r)
+    assert 2.5 <= waited <= 8, waited
+    assert c.wait_closed(3)
+    assert_nothing_delivered(daemon, sink, wait=1)
+    wait_until(lambda: daemon.queue_files("tmp") == [], 5, what="tmp/ cleaned")
+
+
+@pytest.mark.conf(max_connections=300, max_connections_per_client=300)
+def test_many_idle_sessions(daemon, smtp, sink):
+    idle = []
+    for i in range(250):
+        c = Client(daemon.port, source="127.0.2.%d" % (i % 250 + 1))
+        assert c.greeting.code == 220, (i, str(c.greeting))
+        idle.append(c)
+    assert_still_serving(daemon, sink)
+    for c in idle[::10]:
+        assert c.cmd("NOOP").code == 250
+    for c in idle:
+        c.close()

@@ -3,6 +3,7 @@
 The test configuration uses retry_min = 1s and queue_interval = 5s."""
 
 import os
+import pwd
 import re
 import string
 import time
@@ -152,3 +153,32 @@ def test_log_lines(daemon, sink):
     # every recipient is accounted for, in one or two lines
     text = "\n".join(l for l in daemon.log().splitlines() if qid in l and "stat=Sent" in l)
     assert "one@dest.example" in text and "two@dest.example" in text, text
+
+
+def test_queue_file_on_disk(daemon, sink):
+    sink.script("DATA_END", "451 4.3.0 keep it queued", times=None)
+    msg = make_message(msgid="<on-disk@client.example>")
+    qid, _ = send(daemon.port, rcpts=("a@dest.example", "b@dest.example"), msg=msg)
+    path = os.path.join(daemon.qdir, "msg", qid)
+    st = os.stat(path)
+    assert st.st_uid == pwd.getpwnam(daemon.conf["run_as_user"]).pw_uid
+    assert st.st_mode & 0o077 == 0, oct(st.st_mode)
+    data = open(path, "rb").read()
+    assert data.startswith(b"jailmail-queue 1\n")
+    assert b"\nid %s\n" % qid.encode() in data
+    assert b"\nsender sender@client.example\n" in data
+    assert b"a@dest.example" in data and b"b@dest.example" in data
+    assert data.endswith(msg), "the message is stored exactly, after the envelope"
+    assert os.listdir(os.path.join(daemon.qdir, "tmp")) == []
+
+
+def test_log_file(start_daemon, sink, workdir):
+    log = os.path.join(workdir, "maillog")
+    d = start_daemon(log_file=log)
+    qid, _ = send(d.port)
+    sink.wait_for(1, 15)
+    wait_until(lambda: os.path.exists(log) and "%s: to=<rcpt@dest.example>" % qid in open(log).read(), 10, what="log_file line")
+    text = open(log).read()
+    assert "%s: from=<sender@client.example>" % qid in text
+    with open(d.stderr_path) as f:
+        assert qid not in f.read(), "log lines went to stderr too"
