@@ -387,6 +387,10 @@ static void found_in_queue(const char *qid, void *arg)
         return;
     if (queue_get_next_attempt(w->qdir, qid, &when) < 0 || when < now)
         when = now;
+    /* Never further than one queue interval: a clock stepped back or a
+     * touched file must not park a message for ever. */
+    if (when > now + (int64_t)w->cfg->queue_interval)
+        when = now + w->cfg->queue_interval;
     if (sched_add(w->sched, qid, when) < 0)
         log_msg(LOG_ERR, "%s: cannot schedule (out of memory); the next queue run retries", qid);
 }
