@@ -1,6 +1,7 @@
-/* Unit tests of the pure parts of the SMTP client (smtp_client.c): reply
- * accumulation, enhanced status codes, EHLO keywords, command formatting and
- * the dot-stuffer with line-end repair, split across chunks every way. */
+/* Unit tests of the SMTP client (smtp_client.c): the pure parts (reply
+ * accumulation, enhanced status codes, EHLO keywords, command formatting, the
+ * dot-stuffer with line-end repair split across chunks every way), then the
+ * connection state machine against a scripted server thread on 127.0.0.1. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,14 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "smtp_client.h"
 
@@ -370,16 +379,526 @@ static void test_dot_stuff_random(void **state)
     }
 }
 
+/* ---- the connection state machine against a scripted server ---------------- */
+
+/* One step of the server's script: read a command line that must start with
+ * `expect` (NULL: read nothing), then send `reply` (NULL: nothing). Special
+ * expects: "<DATA>" reads the content up to CRLF.CRLF; "<CLOSE>" closes. */
+struct step {
+    const char *expect;
+    const char *reply;
+};
+
+struct server {
+    int listen_fd;
+    uint16_t port;
+    const struct step *script;
+    size_t nsteps;
+    unsigned connections; /* scripts run one after another, one per connection */
+    pthread_t thread;
+    char error[256]; /* first mismatch seen by the server */
+    char data[4096]; /* the last DATA content received */
+    size_t datalen;
+    char commands[4096]; /* every command line received, LF-separated */
+};
+
+static ssize_t read_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t r = read(fd, buf + n, 1);
+        if (r <= 0)
+            return -1;
+        if (buf[n++] == '\n')
+            break;
+    }
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+static void server_error(struct server *sv, const char *what, const char *got)
+{
+    if (!sv->error[0])
+        snprintf(sv->error, sizeof sv->error, "%.100s (got %.100s)", what, got);
+}
+
+static void server_read_data(struct server *sv, int fd)
+{
+    char line[1100];
+    sv->datalen = 0;
+    while (read_line(fd, line, sizeof line) > 0 && strcmp(line, ".\r\n") != 0) {
+        size_t n = strlen(line);
+        if (sv->datalen + n < sizeof sv->data) {
+            memcpy(sv->data + sv->datalen, line, n);
+            sv->datalen += n;
+        }
+    }
+}
+
+static void server_run_script(struct server *sv, int fd)
+{
+    char line[1100];
+    for (size_t i = 0; i < sv->nsteps && sv->script[i].expect != (const char *)-1; i++) {
+        const struct step *st = &sv->script[i];
+        if (st->expect && strcmp(st->expect, "<CLOSE>") == 0)
+            return;
+        if (st->expect && strcmp(st->expect, "<DATA>") == 0) {
+            server_read_data(sv, fd);
+        } else if (st->expect) {
+            if (read_line(fd, line, sizeof line) < 0) {
+                server_error(sv, st->expect, "EOF");
+                return;
+            }
+            strncat(sv->commands, line, sizeof sv->commands - strlen(sv->commands) - 1);
+            if (strncmp(line, st->expect, strlen(st->expect)) != 0)
+                server_error(sv, st->expect, line);
+        }
+        if (st->reply && write(fd, st->reply, strlen(st->reply)) < 0)
+            return;
+    }
+}
+
+static void *server_main(void *arg)
+{
+    struct server *sv = arg;
+    /* several connections: the script continues on the next one after a
+     * "<CLOSE>" step (or its end) */
+    size_t start = 0;
+    for (unsigned c = 0; c < sv->connections && start < sv->nsteps; c++) {
+        int fd = accept(sv->listen_fd, NULL, NULL);
+        if (fd < 0)
+            break;
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        size_t end = start;
+        while (end < sv->nsteps &&
+               !(sv->script[end].expect && strcmp(sv->script[end].expect, "<CLOSE>") == 0))
+            end++;
+        const struct step *all = sv->script;
+        size_t n = sv->nsteps;
+        sv->script = all + start;
+        sv->nsteps = end - start;
+        server_run_script(sv, fd);
+        sv->script = all;
+        sv->nsteps = n;
+        /* drain what the client still says (QUIT), then close */
+        char line[1100];
+        struct timeval shortv = {.tv_sec = 0, .tv_usec = 200000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &shortv, sizeof shortv);
+        while (end >= n && read_line(fd, line, sizeof line) > 0)
+            strncat(sv->commands, line, sizeof sv->commands - strlen(sv->commands) - 1);
+        close(fd);
+        start = end + 1;
+    }
+    return NULL;
+}
+
+static void server_start(struct server *sv, const struct step *script, size_t n,
+                         unsigned connections)
+{
+    memset(sv, 0, sizeof *sv);
+    sv->script = script;
+    sv->nsteps = n;
+    sv->connections = connections;
+    sv->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(sv->listen_fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(sv->listen_fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(sv->listen_fd, 4), 0);
+    socklen_t len = sizeof sin;
+    getsockname(sv->listen_fd, (struct sockaddr *)&sin, &len);
+    sv->port = ntohs(sin.sin_port);
+    assert_int_equal(pthread_create(&sv->thread, NULL, server_main, sv), 0);
+}
+
+static void server_stop(struct server *sv)
+{
+    shutdown(sv->listen_fd, SHUT_RDWR);
+    close(sv->listen_fd);
+    pthread_join(sv->thread, NULL);
+}
+
+/* The client side: an envelope, a data file, and what the callbacks saw. */
+struct client {
+    struct event_base *base;
+    struct queue_envelope env;
+    struct queue_rcpt rcpts[8];
+    int data_fd;
+    off_t data_size;
+    enum smtp_outcome outcome[8];
+    int code[8];
+    char dsn[8][SMTP_DSN_MAX];
+    char text[8][SMTP_REPLY_TEXT_MAX + 64];
+    unsigned nresults[8];
+    unsigned jobs_done;
+    enum smtp_job_end last_end;
+    unsigned closed;
+    unsigned jobs_left; /* further jobs to hand to the idle connection */
+    bool idle_after_last;
+};
+
+static void cb_rcpt(void *owner, struct smtp_conn *c, size_t i, const struct smtp_result *r)
+{
+    (void)c;
+    struct client *cl = owner;
+    assert_true(i < cl->env.nrcpts);
+    cl->outcome[i] = r->outcome;
+    cl->code[i] = r->code;
+    snprintf(cl->dsn[i], sizeof cl->dsn[i], "%s", r->dsn);
+    snprintf(cl->text[i], sizeof cl->text[i], "%s", r->text);
+    cl->nresults[i]++;
+}
+
+static void start_job(struct client *cl, struct smtp_conn *c);
+
+static void cb_done(void *owner, struct smtp_conn *c, enum smtp_job_end end, const char *why)
+{
+    (void)why;
+    struct client *cl = owner;
+    cl->jobs_done++;
+    cl->last_end = end;
+    cl->idle_after_last = smtp_conn_idle(c);
+    if (cl->idle_after_last && cl->jobs_left > 0) {
+        cl->jobs_left--;
+        start_job(cl, c);
+        return;
+    }
+    if (cl->idle_after_last) {
+        smtp_conn_quit(c); /* `closed` follows */
+        return;
+    }
+    smtp_conn_free(c);
+    event_base_loopexit(cl->base, NULL);
+}
+
+static void cb_closed(void *owner, struct smtp_conn *c)
+{
+    struct client *cl = owner;
+    cl->closed++;
+    smtp_conn_free(c);
+    event_base_loopexit(cl->base, NULL);
+}
+
+static const struct smtp_conn_ops test_ops = {cb_rcpt, cb_done, cb_closed};
+
+static void client_init(struct client *cl, const char *body8, const char *data,
+                        const char *const *rcpts)
+{
+    memset(cl, 0, sizeof *cl);
+    cl->base = event_base_new();
+    assert_non_null(cl->base);
+    snprintf(cl->env.qid, sizeof cl->env.qid, "AAAAAA00000001");
+    cl->env.sender = "s@x.example";
+    cl->env.body_type = (char *)body8;
+    for (size_t i = 0; rcpts[i]; i++) {
+        cl->rcpts[i].addr = (char *)rcpts[i];
+        cl->rcpts[i].status = RCPT_PENDING;
+        cl->env.nrcpts++;
+    }
+    cl->env.rcpts = cl->rcpts;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    cl->data_fd = dup(fileno(f));
+    fclose(f);
+    cl->data_size = (off_t)strlen(data);
+    assert_int_equal(write(cl->data_fd, data, strlen(data)), (ssize_t)strlen(data));
+    lseek(cl->data_fd, 0, SEEK_SET);
+}
+
+static void start_job(struct client *cl, struct smtp_conn *c)
+{
+    lseek(cl->data_fd, 0, SEEK_SET);
+    for (size_t i = 0; i < cl->env.nrcpts; i++)
+        cl->rcpts[i].status = RCPT_PENDING;
+    struct smtp_job job = {.env = &cl->env, .data_fd = cl->data_fd, .data_size = cl->data_size};
+    assert_int_equal(smtp_conn_deliver(c, &job), 0);
+}
+
+static void client_run(struct client *cl, uint16_t port)
+{
+    struct smtp_conn_params p = {
+        .host = "127.0.0.1",
+        .port = port,
+        .helo_name = "client.example",
+        .connect_timeout = 5,
+        .command_timeout = 5,
+        .data_timeout = 5,
+        .idle_timeout = 5,
+    };
+    struct smtp_job job = {.env = &cl->env, .data_fd = cl->data_fd, .data_size = cl->data_size};
+    struct smtp_conn *c = smtp_conn_open(cl->base, &p, &test_ops, cl, &job);
+    assert_non_null(c);
+    struct timeval limit = {.tv_sec = 20};
+    event_base_loopexit(cl->base, &limit); /* a hanging test fails, not blocks */
+    event_base_dispatch(cl->base);
+}
+
+static void client_free(struct client *cl)
+{
+    close(cl->data_fd);
+    event_base_free(cl->base);
+}
+
+#define GREETING                                                                                   \
+    {                                                                                              \
+        NULL, "220-mx.example ESMTP\r\n220 ready\r\n"                                              \
+    }
+#define EHLO_PIPE                                                                                  \
+    {                                                                                              \
+        "EHLO client.example",                                                                     \
+            "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n"              \
+    }
+#define NSTEPS(s) (sizeof(s) / sizeof(s)[0])
+
+static void test_conn_pipelined_mixed(void **state)
+{
+    (void)state;
+    static const struct step script[] = {
+        GREETING,
+        EHLO_PIPE,
+        {"MAIL FROM:<s@x.example> BODY=8BITMIME SIZE=13\r\n", "250 2.1.0 ok\r\n"},
+        {"RCPT TO:<a@y.example>\r\n", "250 2.1.5 ok\r\n"},
+        {"RCPT TO:<b@y.example>\r\n", "550 5.1.1 no such user\r\n"},
+        {"RCPT TO:<c@y.example>\r\n", "451 4.3.0 later\r\n"},
+        {"RCPT TO:<d@y.example>\r\n", "250 2.1.5 ok\r\n"},
+        {"DATA\r\n", "354 go\r\n"},
+        {"<DATA>", "250 2.0.0 queued as X\r\n"},
+        {"QUIT", "221 bye\r\n"},
+    };
+    static const char *const rcpts[] = {"a@y.example", "b@y.example", "c@y.example", "d@y.example",
+                                        NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "8BITMIME", "hi\r\n.dot\nlast", rcpts);
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_string_equal(sv.error, "");
+    assert_int_equal(cl.jobs_done, 1);
+    assert_int_equal(cl.last_end, SMTP_JOB_COMPLETED);
+    assert_int_equal(cl.closed, 1);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(cl.nresults[i], 1);
+    assert_int_equal(cl.outcome[0], SMTP_SENT);
+    assert_string_equal(cl.text[0], "queued as X");
+    assert_string_equal(cl.dsn[0], "2.0.0");
+    assert_int_equal(cl.outcome[1], SMTP_FAILED);
+    assert_int_equal(cl.code[1], 550);
+    assert_string_equal(cl.dsn[1], "5.1.1");
+    assert_int_equal(cl.outcome[2], SMTP_DEFERRED);
+    assert_int_equal(cl.code[2], 451);
+    assert_int_equal(cl.outcome[3], SMTP_SENT);
+    assert_int_equal((int)sv.datalen, 17);
+    assert_memory_equal(sv.data, "hi\r\n..dot\r\nlast\r\n", 17);
+    client_free(&cl);
+}
+
+static void test_conn_helo_fallback_plain(void **state)
+{
+    (void)state;
+    static const struct step script[] = {
+        {NULL, "220 old.example\r\n"},
+        {"EHLO client.example\r\n", "502 5.5.2 what?\r\n"},
+        {"HELO client.example\r\n", "250 old.example\r\n"},
+        {"MAIL FROM:<s@x.example>\r\n", "250 ok\r\n"}, /* no BODY=, no SIZE= */
+        {"RCPT TO:<a@y.example>\r\n", "250 ok\r\n"},
+        {"DATA\r\n", "354 go\r\n"},
+        {"<DATA>", "554 5.6.0 content refused\r\n"},
+        {"QUIT", "221 bye\r\n"},
+    };
+    static const char *const rcpts[] = {"a@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "8BITMIME", "x\r\n", rcpts);
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_string_equal(sv.error, "");
+    assert_int_equal(cl.outcome[0], SMTP_FAILED);
+    assert_int_equal(cl.code[0], 554);
+    assert_string_equal(cl.dsn[0], "5.6.0");
+    assert_int_equal(cl.last_end, SMTP_JOB_COMPLETED);
+    client_free(&cl);
+}
+
+static void test_conn_all_rcpts_refused_then_rset(void **state)
+{
+    (void)state;
+    static const struct step script[] = {
+        {NULL, "220 mx\r\n"},
+        {"EHLO", "250 mx\r\n"}, /* no PIPELINING: one command at a time */
+        {"MAIL FROM:<s@x.example>", "250 ok\r\n"},
+        {"RCPT TO:<a@y.example>", "550 5.1.1 no\r\n"},
+        {"RCPT TO:<b@y.example>", "452 4.5.3 too many\r\n"},
+        {"RSET\r\n", "250 ok\r\n"}, /* no DATA when nobody was accepted */
+        {"QUIT", "221 bye\r\n"},
+    };
+    static const char *const rcpts[] = {"a@y.example", "b@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_string_equal(sv.error, "");
+    assert_int_equal(cl.outcome[0], SMTP_FAILED);
+    assert_int_equal(cl.outcome[1], SMTP_DEFERRED);
+    assert_string_equal(cl.dsn[1], "4.5.3");
+    assert_true(cl.idle_after_last);
+    assert_null(strstr(sv.commands, "DATA"));
+    client_free(&cl);
+}
+
+static void test_conn_421_mid_transaction(void **state)
+{
+    (void)state;
+    static const struct step script[] = {
+        {NULL, "220 mx\r\n"},
+        {"EHLO", "250 mx\r\n"},
+        {"MAIL FROM:", "250 ok\r\n"},
+        {"RCPT TO:<a@y.example>", "250 ok\r\n"},
+        {"RCPT TO:<b@y.example>", "421 4.3.2 shutting down\r\n"},
+    };
+    static const char *const rcpts[] = {"a@y.example", "b@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_string_equal(sv.error, "");
+    assert_int_equal(cl.last_end, SMTP_JOB_LOST);
+    for (size_t i = 0; i < 2; i++) { /* the accepted one too: no DATA happened */
+        assert_int_equal(cl.nresults[i], 1);
+        assert_int_equal(cl.outcome[i], SMTP_DEFERRED);
+        assert_int_equal(cl.code[i], 421);
+    }
+    client_free(&cl);
+}
+
+static void test_conn_greeting_refused_defers(void **state)
+{
+    (void)state;
+    static const struct step script[] = {{NULL, "554 5.7.1 no thanks\r\n"}};
+    static const char *const rcpts[] = {"a@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_int_equal(cl.last_end, SMTP_JOB_CONNECT_FAILED);
+    assert_int_equal(cl.outcome[0], SMTP_DEFERRED); /* a refusing relay: no verdict */
+    assert_non_null(strstr(cl.text[0], "554 5.7.1 no thanks"));
+    client_free(&cl);
+}
+
+static void test_conn_refused(void **state)
+{
+    (void)state;
+    /* a port nobody listens on: bind one, then close it */
+    struct server sv;
+    static const struct step none[] = {{NULL, NULL}};
+    server_start(&sv, none, 0, 0);
+    uint16_t port = sv.port;
+    server_stop(&sv);
+    static const char *const rcpts[] = {"a@y.example", "b@y.example", NULL};
+    struct client cl;
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    client_run(&cl, port);
+    assert_int_equal(cl.last_end, SMTP_JOB_CONNECT_FAILED);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(cl.outcome[i], SMTP_DEFERRED);
+        assert_int_equal(cl.code[i], 0);
+        assert_string_equal(cl.text[i], "Connection refused by [127.0.0.1]");
+    }
+    client_free(&cl);
+}
+
+static void test_conn_hostile_reply(void **state)
+{
+    (void)state;
+    static char longline[1500];
+    memset(longline, 'x', sizeof longline - 3);
+    memcpy(longline, "250 ", 4);
+    memcpy(longline + sizeof longline - 3, "\r\n", 3);
+    const struct step script[] = {
+        {NULL, "220 mx\r\n"},
+        {"EHLO", longline},
+    };
+    static const char *const rcpts[] = {"a@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_int_equal(cl.last_end, SMTP_JOB_CONNECT_FAILED);
+    assert_int_equal(cl.outcome[0], SMTP_DEFERRED);
+    assert_non_null(strstr(cl.text[0], "reply line too long"));
+    client_free(&cl);
+}
+
+/* Two messages on one connection; a third finds the cached connection gone
+ * before any reply: SMTP_JOB_RETRY, nothing reported. */
+static void test_conn_reuse_and_stale(void **state)
+{
+    (void)state;
+    static const struct step script[] = {
+        {NULL, "220 mx\r\n"},
+        {"EHLO", "250-mx\r\n250 PIPELINING\r\n"},
+        {"MAIL FROM:", "250 ok\r\n"},
+        {"RCPT TO:<a@y.example>", "250 ok\r\n"},
+        {"DATA", "354 go\r\n"},
+        {"<DATA>", "250 2.0.0 first\r\n"},
+        {"MAIL FROM:", "250 ok\r\n"},
+        {"RCPT TO:<a@y.example>", "250 ok\r\n"},
+        {"DATA", "354 go\r\n"},
+        {"<DATA>", "250 2.0.0 second\r\n"},
+        {"MAIL FROM:", NULL}, /* then the server goes away without a word */
+        {"<CLOSE>", NULL},
+    };
+    static const char *const rcpts[] = {"a@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    cl.jobs_left = 2;
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_string_equal(sv.error, "");
+    assert_int_equal(cl.jobs_done, 3);
+    assert_int_equal(cl.last_end, SMTP_JOB_RETRY);
+    assert_int_equal(cl.nresults[0], 2); /* the third job reported nothing */
+    assert_string_equal(cl.text[0], "second");
+    client_free(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reply_single_line),       cmocka_unit_test(test_reply_multi_line),
-        cmocka_unit_test(test_reply_code_only),         cmocka_unit_test(test_reply_errors),
-        cmocka_unit_test(test_reply_line_too_long),     cmocka_unit_test(test_reply_too_many_lines),
-        cmocka_unit_test(test_reply_text_is_sanitised), cmocka_unit_test(test_reply_dsn),
-        cmocka_unit_test(test_ehlo_keywords),           cmocka_unit_test(test_format_commands),
-        cmocka_unit_test(test_dot_stuff_table),         cmocka_unit_test(test_dot_stuff_nul_passes),
-        cmocka_unit_test(test_dot_stuff_bound),         cmocka_unit_test(test_dot_stuff_random),
+        cmocka_unit_test(test_reply_single_line),
+        cmocka_unit_test(test_reply_multi_line),
+        cmocka_unit_test(test_reply_code_only),
+        cmocka_unit_test(test_reply_errors),
+        cmocka_unit_test(test_reply_line_too_long),
+        cmocka_unit_test(test_reply_too_many_lines),
+        cmocka_unit_test(test_reply_text_is_sanitised),
+        cmocka_unit_test(test_reply_dsn),
+        cmocka_unit_test(test_ehlo_keywords),
+        cmocka_unit_test(test_format_commands),
+        cmocka_unit_test(test_dot_stuff_table),
+        cmocka_unit_test(test_dot_stuff_nul_passes),
+        cmocka_unit_test(test_dot_stuff_bound),
+        cmocka_unit_test(test_dot_stuff_random),
+        cmocka_unit_test(test_conn_pipelined_mixed),
+        cmocka_unit_test(test_conn_helo_fallback_plain),
+        cmocka_unit_test(test_conn_all_rcpts_refused_then_rset),
+        cmocka_unit_test(test_conn_421_mid_transaction),
+        cmocka_unit_test(test_conn_greeting_refused_defers),
+        cmocka_unit_test(test_conn_refused),
+        cmocka_unit_test(test_conn_hostile_reply),
+        cmocka_unit_test(test_conn_reuse_and_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
