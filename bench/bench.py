@@ -56,7 +56,8 @@ class CpuGroup:
     descendants is accounted there."""
 
     def __init__(self, name):
-        self.path = os.path.join(CGROUP_ROOT, f"jmbench-{name}-{os.getpid()}")
+        tag = os.environ.get("JMBENCH_TAG", str(os.getpid()))
+        self.path = os.path.join(CGROUP_ROOT, f"jmbench-{tag}-{name}")
         os.makedirs(self.path, exist_ok=True)
 
     def enter(self):
@@ -621,7 +622,8 @@ def report(results, args, machine):
         ("KiB RSS per idle conn", mem_last(pf).get("rss_per_conn_kib"), mem_last(jm).get("rss_per_conn_kib"), 1, False),
     ]
     lines.append(f"jailmail vs Postfix: smtp-source -s {args.sessions} -l {args.size} -m {args.messages}"
-                 f" (after {args.warmup} warm-up), relay to smtp-sink")
+                 f" (after {args.warmup} warm-up), relay to smtp-sink; best of {args.rounds} "
+                 f"alternating rounds")
     lines.append(f"machine: {machine}")
     lines.append("")
     lines.append(f"{'':26}{'Postfix':>14}{'jailmail':>14}{'jailmail/Postfix':>18}")
@@ -632,12 +634,16 @@ def report(results, args, machine):
         lines.append(f"rig ceiling (smtp-source straight into smtp-sink): "
                      f"{fmt(results['direct']['per_s'])} msgs/s")
     for name, r in (("Postfix", pf), ("jailmail", jm)):
-        tp = r.get("tp")
-        if tp:
-            lines.append(f"{name}: accepted {tp['accepted']} in {tp['accept_seconds']:.2f} s, "
-                         f"sink got {tp['delivered']} in {tp['e2e_seconds']:.2f} s"
+        for tp in r.get("rounds", []):
+            lines.append(f"{name} round {tp['round']}"
+                         + (" (in the table)" if tp is r.get("tp") and len(r["rounds"]) > 1 else "")
+                         + ":")
+            lines.append(f"  accepted {tp['accepted']} in {tp['accept_seconds']:.2f} s "
+                         f"({fmt(tp['accepted_per_s'])}/s), "
+                         f"sink got {tp['delivered']} in {tp['e2e_seconds']:.2f} s "
+                         f"({fmt(tp['e2e_per_s'])}/s), {tp['cpu_s_per_1000']:.3f} CPU s/1000"
                          + ("" if tp["e2e_complete"] and tp["source_ok"] else "  ** INCOMPLETE **"))
-            lines.append(f"{name}: CPU in that window: MTA {tp['cpu_mta_s']:.1f} s, "
+            lines.append(f"  CPU in that window: MTA {tp['cpu_mta_s']:.1f} s, "
                          f"smtp-source+smtp-sink {tp['cpu_rig_s']:.1f} s, other processes on the "
                          f"machine {tp['cpu_other_s']:.1f} s (of {tp['cpu_window_s']:.1f} CPU-s)")
         idle = r.get("idle")
@@ -695,6 +701,10 @@ def main():
                     help="jailmail's outbound connections (Postfix's default destination "
                          "concurrency is 20)")
     ap.add_argument("--timeout", type=int, default=150, help="per smtp-source run and per drain")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternating throughput rounds; the table shows each MTA's best")
+    ap.add_argument("--budget", type=int, default=360,
+                    help="seconds of throughput runs after which no new round starts")
     ap.add_argument("--skip-idle", action="store_true")
     ap.add_argument("--perf", action="store_true",
                     help="perf record -a during each measured run: out/perf-MTA.txt")
@@ -730,13 +740,16 @@ def main():
 
         order = [Postfix(args.root, args.out),
                  Jailmail(args.binary, args.out, args.max_deliveries)]
+        # Both MTAs run side by side (an idle one costs the other nothing);
+        # their throughput runs alternate, round after round, so that noise
+        # from the rest of the machine falls on both alike.
         for mta in order:
             if args.only and mta.name != args.only:
                 continue
-            r = results.setdefault(mta.name, {})
-            mtas.append(mta)
+            r = results.setdefault(mta.name, {"rounds": []})
             try:
                 log(f"{mta.name}: starting")
+                mtas.append(mta)
                 mta.start()
                 if not args.skip_idle:
                     if mta.name == "postfix":
@@ -749,12 +762,33 @@ def main():
                     else:
                         steps = [1000, args.idle] if args.idle > 1000 else [args.idle]
                     r["idle"] = idle_phase(mta, steps, 20, r.get("limit_note", ""))
-                r["tp"] = throughput_phase(mta, sink, args.root, args.out, args)
-            except Exception as e:  # report what we have, go on with the next MTA
+            except Exception as e:
                 r["error"] = str(e)
                 log(f"{mta.name}: ERROR: {e}")
-            finally:
-                mta.stop()
+        started = time.monotonic()
+        for rnd in range(1, args.rounds + 1):
+            if rnd > 1 and time.monotonic() - started > args.budget:
+                log(f"round {rnd} skipped: {args.budget} s of throughput runs are spent")
+                break
+            for mta in mtas:
+                r = results[mta.name]
+                if "error" in r:
+                    continue
+                log(f"{mta.name}: round {rnd} of {args.rounds}")
+                try:
+                    tp = throughput_phase(mta, sink, args.root, args.out, args)
+                    tp["round"] = rnd
+                    r["rounds"].append(tp)
+                except Exception as e:
+                    r["error"] = str(e)
+                    log(f"{mta.name}: ERROR: {e}")
+        for mta in mtas:
+            r = results[mta.name]
+            done = [t for t in r["rounds"] if t["source_ok"] and t["e2e_complete"]]
+            if done:  # noise only ever slows a run down: the best round counts
+                r["tp"] = max(done, key=lambda t: t["e2e_per_s"])
+            elif r["rounds"]:
+                r["tp"] = r["rounds"][-1]
     finally:
         for mta in mtas:
             try:
