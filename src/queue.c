@@ -734,7 +734,7 @@ static int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char
 }
 #endif
 
-static int rename_noreplace(int from_dir, const char *from, int to_dir, const char *to)
+int queue_rename_noreplace(int from_dir, const char *from, int to_dir, const char *to)
 {
     if (renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE) == 0)
         return 0;
@@ -755,12 +755,12 @@ static bool plain_name(const char *name)
 /* Renames from_dir/name into corrupt/ under name, or name.N when taken. */
 static int move_into(int from_dir, int corrupt_dir, const char *name)
 {
-    if (rename_noreplace(from_dir, name, corrupt_dir, name) == 0)
+    if (queue_rename_noreplace(from_dir, name, corrupt_dir, name) == 0)
         return 0;
     for (unsigned i = 1; errno == EEXIST && i < CORRUPT_TRIES; i++) {
         char alt[NAME_MAX + 1];
         snprintf(alt, sizeof alt, "%.240s.%u", name, i);
-        if (rename_noreplace(from_dir, name, corrupt_dir, alt) == 0)
+        if (queue_rename_noreplace(from_dir, name, corrupt_dir, alt) == 0)
             return 0;
     }
     return -1;

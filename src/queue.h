@@ -120,6 +120,10 @@ int queue_move_corrupt(const char *qdir, const char *subdir, const char *name);
  * Returns the number of messages found or -1. */
 int queue_scan(const char *qdir, void (*found)(const char *qid, void *arg), void *arg);
 
+/* renameat(from_dir, from, to_dir, to) that never replaces an existing file:
+ * renameat2(RENAME_NOREPLACE), or link+unlink where the file system lacks it. */
+int queue_rename_noreplace(int from_dir, const char *from, int to_dir, const char *to);
+
 /* Sets the file's mtime: the queue process keeps each message's next attempt
  * time there, so that the schedule survives a restart (Postfix's trick). */
 int queue_set_next_attempt(const char *qdir, const char *qid, int64_t when);

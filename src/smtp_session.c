@@ -109,14 +109,19 @@ static void session_free(struct session *s)
 
 static void reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void reply(struct session *s, const char *fmt, ...)
+static void vreply(struct session *s, const char *fmt, va_list ap)
 {
     struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add_vprintf(out, fmt, ap);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+static void reply(struct session *s, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    evbuffer_add_vprintf(out, fmt, ap);
+    vreply(s, fmt, ap);
     va_end(ap);
-    evbuffer_add(out, "\r\n", 2);
 }
 
 /* Sends the last reply; the session ends when it has been written. */
@@ -125,12 +130,10 @@ static void close_with(struct session *s, const char *fmt, ...)
 
 static void close_with(struct session *s, const char *fmt, ...)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
     va_list ap;
     va_start(ap, fmt);
-    evbuffer_add_vprintf(out, fmt, ap);
+    vreply(s, fmt, ap);
     va_end(ap);
-    evbuffer_add(out, "\r\n", 2);
     tx_reset(&s->tx);
     s->state = S_CLOSING;
     bufferevent_disable(s->bev, EV_READ);
@@ -157,12 +160,10 @@ static void bad_command(struct session *s, const char *fmt, ...)
  * (sendmail's MAXBADCOMMANDS). */
 static void bad_command(struct session *s, const char *fmt, ...)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
     va_list ap;
     va_start(ap, fmt);
-    evbuffer_add_vprintf(out, fmt, ap);
+    vreply(s, fmt, ap);
     va_end(ap);
-    evbuffer_add(out, "\r\n", 2);
     s->command_was_bad = true;
     if (++s->bad_commands >= s->ctx->cfg->max_bad_commands) {
         log_notice("NOQUEUE: too many bad commands from [%s]; closing", s->addr);

@@ -129,28 +129,6 @@ static struct spool *list_take_all(struct spool_list *l)
 
 /* ------------------------------------------------------------ renaming */
 
-#ifndef RENAME_NOREPLACE
-#define RENAME_NOREPLACE (1 << 0)
-static int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
-                     unsigned int flags)
-{
-    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
-}
-#endif
-
-/* Never replaces an existing file; link+unlink where the file system lacks
- * RENAME_NOREPLACE. */
-static int rename_noreplace(int from_dir, const char *from, int to_dir, const char *to)
-{
-    if (renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return -1;
-    if (linkat(from_dir, from, to_dir, to, 0) < 0)
-        return -1;
-    return unlinkat(from_dir, from, 0);
-}
-
 /* ------------------------------------------------------- the commit thread */
 
 static void fail_spool(struct spool *sp, const char *what, int error)
@@ -177,7 +155,7 @@ static void sync_and_rename(struct spool *sp)
         return;
     if (fdatasync(sp->fd) < 0)
         fail_spool(sp, "fdatasync", errno);
-    else if (rename_noreplace(S.tmp_dir, sp->qid, S.msg_dir, sp->qid) < 0)
+    else if (queue_rename_noreplace(S.tmp_dir, sp->qid, S.msg_dir, sp->qid) < 0)
         fail_spool(sp, "rename into msg/", errno);
 }
 
