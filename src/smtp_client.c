@@ -463,8 +463,16 @@ static enum step session_failed_fmt(struct smtp_conn *c, const char *fmt, ...)
 /* A reply that ends the session before it was set up (greeting refused,
  * EHLO and HELO refused): every pending recipient is deferred, whatever the
  * class of the reply, because a refusing relay is no verdict on an address. */
+static void try_connect(struct smtp_conn *c);
+
 static enum step setup_refused(struct smtp_conn *c, const struct smtp_reply *r)
 {
+    if (c->next_addr < c->naddrs && c->jobs_done == 0) { /* the host's next address */
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+        try_connect(c);
+        return STOPPED; /* try_connect may have reported */
+    }
     char why[REASON_MAX];
     snprintf(why, sizeof why, "%d %s", r->code, r->text);
     return session_failed(c, NULL, why);
@@ -799,8 +807,6 @@ static void on_write(struct bufferevent *bev, void *arg)
     if (c->state == CS_BODY)
         send_body(c);
 }
-
-static void try_connect(struct smtp_conn *c);
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
