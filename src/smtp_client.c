@@ -460,11 +460,12 @@ static enum step session_failed_fmt(struct smtp_conn *c, const char *fmt, ...)
     return session_failed(c, NULL, why);
 }
 
-/* A reply that ends the session before it was set up (greeting refused,
- * EHLO and HELO refused): every pending recipient is deferred, whatever the
- * class of the reply, because a refusing relay is no verdict on an address. */
 static void try_connect(struct smtp_conn *c);
 
+/* A reply that ends the session before it was set up (greeting refused,
+ * EHLO and HELO refused): the host's next address is tried; after the last,
+ * every pending recipient is deferred, whatever the class of the reply,
+ * because a refusing relay is no verdict on an address. */
 static enum step setup_refused(struct smtp_conn *c, const struct smtp_reply *r)
 {
     if (c->next_addr < c->naddrs && c->jobs_done == 0) { /* the host's next address */
@@ -833,6 +834,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
         session_failed(c, NULL, why);
+        return;
+    }
+    if (c->state == CS_IDLE && (what & BEV_EVENT_TIMEOUT)) { /* nothing more to send */
+        smtp_conn_quit(c);
         return;
     }
     if (c->state == CS_QUIT || c->state == CS_IDLE) { /* a quiet end */

@@ -534,6 +534,8 @@ struct client {
     enum smtp_job_end last_end;
     unsigned closed;
     unsigned jobs_left; /* further jobs to hand to the idle connection */
+    bool keep_idle;     /* leave the idle connection to its idle timer */
+    unsigned idle_timeout;
     bool idle_after_last;
 };
 
@@ -564,7 +566,8 @@ static void cb_done(void *owner, struct smtp_conn *c, enum smtp_job_end end, con
         return;
     }
     if (cl->idle_after_last) {
-        smtp_conn_quit(c); /* `closed` follows */
+        if (!cl->keep_idle)
+            smtp_conn_quit(c); /* `closed` follows */
         return;
     }
     smtp_conn_free(c);
@@ -623,7 +626,7 @@ static void client_run(struct client *cl, uint16_t port)
         .connect_timeout = 5,
         .command_timeout = 5,
         .data_timeout = 5,
-        .idle_timeout = 5,
+        .idle_timeout = cl->idle_timeout ? cl->idle_timeout : 5,
     };
     struct smtp_job job = {.env = &cl->env, .data_fd = cl->data_fd, .data_size = cl->data_size};
     struct smtp_conn *c = smtp_conn_open(cl->base, &p, &test_ops, cl, &job);
@@ -874,6 +877,32 @@ static void test_conn_reuse_and_stale(void **state)
     client_free(&cl);
 }
 
+/* An idle connection says QUIT when its idle time is over, then closes. */
+static void test_conn_idle_quit(void **state)
+{
+    (void)state;
+    static const struct step script[] = {
+        {NULL, "220 mx\r\n"},         {"EHLO", "250 mx\r\n"},
+        {"MAIL FROM:", "250 ok\r\n"}, {"RCPT TO:<a@y.example>", "250 ok\r\n"},
+        {"DATA", "354 go\r\n"},       {"<DATA>", "250 2.0.0 done\r\n"},
+        {"QUIT\r\n", "221 bye\r\n"},
+    };
+    static const char *const rcpts[] = {"a@y.example", NULL};
+    struct server sv;
+    struct client cl;
+    server_start(&sv, script, NSTEPS(script), 1);
+    client_init(&cl, "7BIT", "x\r\n", rcpts);
+    cl.keep_idle = true;
+    cl.idle_timeout = 1;
+    client_run(&cl, sv.port);
+    server_stop(&sv);
+    assert_string_equal(sv.error, "");
+    assert_int_equal(cl.outcome[0], SMTP_SENT);
+    assert_int_equal(cl.closed, 1);
+    assert_non_null(strstr(sv.commands, "QUIT\r\n"));
+    client_free(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -899,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_conn_refused),
         cmocka_unit_test(test_conn_hostile_reply),
         cmocka_unit_test(test_conn_reuse_and_stale),
+        cmocka_unit_test(test_conn_idle_quit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
