@@ -172,6 +172,16 @@ static void defer_all(struct worker *w, struct delivery *d, const char *relay, c
 
 /* ---- connection callbacks ------------------------------------------------- */
 
+/* "Deferred: 451 4.3.0 text", "Failed: 550 ...", or our reason without code. */
+static void format_stat(char *out, size_t outlen, const char *what, const struct smtp_result *res)
+{
+    const char *sep = res->text[0] ? " " : "";
+    if (res->code)
+        snprintf(out, outlen, "%s: %d%s%s", what, res->code, sep, res->text);
+    else
+        snprintf(out, outlen, "%s: %s", what, res->text);
+}
+
 static void on_rcpt_result(void *owner, struct smtp_conn *c, size_t i,
                            const struct smtp_result *res)
 {
@@ -182,21 +192,15 @@ static void on_rcpt_result(void *owner, struct smtp_conn *c, size_t i,
         return;
     switch (res->outcome) {
     case SMTP_SENT:
-        snprintf(stat, sizeof stat, "Sent (%s)", res->text);
+        snprintf(stat, sizeof stat, res->text[0] ? "Sent (%s)" : "Sent%s", res->text);
         mark_rcpt(s->w, d, i, RCPT_DELIVERED);
         break;
     case SMTP_FAILED:
-        if (res->code)
-            snprintf(stat, sizeof stat, "Failed: %d %s", res->code, res->text);
-        else
-            snprintf(stat, sizeof stat, "Failed: %s", res->text);
+        format_stat(stat, sizeof stat, "Failed", res);
         mark_rcpt(s->w, d, i, RCPT_FAILED);
         break;
     case SMTP_DEFERRED:
-        if (res->code)
-            snprintf(stat, sizeof stat, "Deferred: %d %s", res->code, res->text);
-        else
-            snprintf(stat, sizeof stat, "Deferred: %s", res->text);
+        format_stat(stat, sizeof stat, "Deferred", res);
         break;
     }
     log_rcpt(d, i, smtp_conn_relay(c), res->dsn, stat);
