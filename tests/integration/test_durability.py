@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from conftest import Client, ConnectionClosed, stuff
+from conftest import Client, ConnectionClosed, stuff, wait_until
 
 CLIENTS = 20
 TOTAL = 2000
@@ -40,6 +40,7 @@ class Load:
         self.unacknowledged = 0  # transactions cut off before the 250 (may arrive or not)
         self.refusals = {}  # reply code -> count
         self.errors = 0
+        self.connect_refused = 0
         self.deadline = time.monotonic() + SEND_DEADLINE
 
     def count(self):
@@ -85,9 +86,11 @@ class Load:
                 if rng.random() < 0.1:  # now and then a new session
                     c.quit()
                     c = None
-            except (OSError, ConnectionClosed, AssertionError, ValueError):
+            except (OSError, ConnectionClosed, AssertionError, ValueError) as e:
                 with self.lock:
                     self.errors += 1
+                    if isinstance(e, ConnectionRefusedError):
+                        self.connect_refused += 1
                 if c is not None:
                     c.close()
                 c = None
@@ -169,3 +172,79 @@ def test_no_accepted_message_lost_across_sigkills(start_daemon, sink):
     )
     sink.assert_clean(ignore=("lost",))
     assert d.running()
+
+
+def _delivered_ids(sink):
+    out = {}
+    for m in sink.snapshot():
+        mm = MSGID_RE.search(m.data)
+        if mm:
+            k = mm.group(1).decode()
+            out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _run_load(d, sink, total, disturb, seed):
+    """Runs `total` messages from CLIENTS clients while disturb(i) is called at
+    three random points; returns (accepted, delivered counts)."""
+    rng = random.Random(seed)
+    load = Load(d.port)
+    points = sorted(rng.sample(range(total // 6, total * 5 // 6), 3))
+    threads = [
+        threading.Thread(target=load.client, args=(i, total // CLIENTS, random.Random(seed + i)))
+        for i in range(CLIENTS)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for i, p in enumerate(points):
+            while load.count() < p and time.monotonic() < load.deadline:
+                time.sleep(0.01)
+            disturb(i)
+    finally:
+        for t in threads:
+            t.join(SEND_DEADLINE + 30)
+    accepted = dict(load.accepted)
+    end = time.monotonic() + DRAIN_DEADLINE
+    while time.monotonic() < end and not set(accepted) <= set(_delivered_ids(sink)):
+        time.sleep(0.5)
+    got = _delivered_ids(sink)
+    lost = sorted(set(accepted) - set(got))
+    print(
+        "seed=%d accepted=%d delivered=%d duplicates=%d client errors=%d refusals=%r"
+        % (seed, len(accepted), len(got), sum(n - 1 for n in got.values() if n > 1), load.errors, load.refusals)
+    )
+    assert len(accepted) == total, "only %d of %d accepted" % (len(accepted), total)
+    assert not lost, "%d accepted message(s) lost: %r" % (len(lost), lost[:5])
+    sink.assert_clean(ignore=("lost",))
+    return load
+
+
+def test_no_loss_when_workers_are_killed(start_daemon, sink):
+    seed = int(os.environ.get("JAILMAIL_SEED") or random.randrange(1 << 30))
+    d = start_daemon(retry_min="1s", queue_interval="3s", max_connections=200, max_connections_per_client=50)
+
+    def kill_worker(i):
+        smtpd = d.smtpd_pid()
+        victim = smtpd if i % 2 == 0 else [p for p in d.pids if p != smtpd][0]
+        os.kill(victim, 9)
+        wait_until(lambda: len(d.pids) == 2 and victim not in d.pids, 15, 0.05, what="worker restarted")
+
+    _run_load(d, sink, 600, kill_worker, seed)
+    assert d.running()
+
+
+def test_no_loss_and_no_refusal_across_reloads(start_daemon, sink):
+    seed = int(os.environ.get("JAILMAIL_SEED") or random.randrange(1 << 30))
+    d = start_daemon(retry_min="1s", queue_interval="3s", max_connections=200, max_connections_per_client=50)
+
+    def reload(i):
+        d.conf["max_recipients"] = 50 + i
+        d.write_conf()
+        d.reload()
+
+    load = _run_load(d, sink, 600, reload, seed)
+    assert load.connect_refused == 0
+    assert load.errors == 0, "sessions failed across reloads"
+    assert d.running()
+    assert len(re.findall(r"SIGHUP", d.log())) >= 3

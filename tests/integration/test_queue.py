@@ -182,3 +182,28 @@ def test_log_file(start_daemon, sink, workdir):
     assert "%s: from=<sender@client.example>" % qid in text
     with open(d.stderr_path) as f:
         assert qid not in f.read(), "log lines went to stderr too"
+
+
+def test_connection_dropped_at_end_of_data_is_retried(daemon, sink):
+    sink.script("DATA_END", action="drop", times=1)
+    _, msg = send(daemon.port)
+    (m,) = sink.wait_for(1, 20)
+    assert strip_received(m.data)[1] == msg
+    assert len(sink.attempts) == 2
+    sink.assert_clean(ignore=("lost",))
+
+
+def test_smarthost_greeting_421_is_retried(daemon, sink):
+    sink.script("CONNECT", "421 4.3.2 not now", times=2)
+    _, msg = send(daemon.port)
+    (m,) = sink.wait_for(1, 20)
+    assert strip_received(m.data)[1] == msg
+
+
+def test_permanent_failure_at_end_of_data_not_retried(daemon, sink):
+    sink.script("DATA_END", "554 5.6.0 Content refused", times=None, match="")
+    qid, _ = send(daemon.port, rcpts=("refused@dest.example",))
+    daemon.wait_log(r"%s: to=<refused@dest\.example>, .*stat=" % qid, 10)
+    time.sleep(7)
+    tries = [a for a in sink.attempts if "refused@dest.example" in a.rcpts]
+    assert len(tries) == 1, tries
