@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 
+#include "dns.h"
 #include "smtp_client.h"
 
 /* ---- replies ------------------------------------------------------------ */
@@ -903,6 +904,72 @@ static void test_conn_idle_quit(void **state)
     client_free(&cl);
 }
 
+/* ---- host resolution as the client uses it (dns.c) ------------------------- */
+
+static void test_dns_numeric(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    char text[64];
+    assert_int_equal(dns_numeric("192.0.2.7", 2525, &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 2525);
+    dns_addr_string(&ss, text, sizeof text);
+    assert_string_equal(text, "192.0.2.7");
+    assert_int_equal(dns_numeric("2001:db8::1", 25, &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    dns_addr_string(&ss, text, sizeof text);
+    assert_string_equal(text, "2001:db8::1");
+    static const char *const names[] = {"mx.example.org", "[192.0.2.7]", "192.0.2", "",
+                                        "192.0.2.7 ",     "::1%lo0x"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        assert_int_equal(dns_numeric(names[i], 25, &ss), -1);
+}
+
+struct dns_answer {
+    unsigned calls;
+    size_t n;
+    char first[64], err[64];
+};
+
+static void on_dns_answer(void *arg, const struct sockaddr_storage *addrs, size_t n,
+                          const char *err)
+{
+    struct dns_answer *a = arg;
+    a->calls++;
+    a->n = n;
+    if (n)
+        dns_addr_string(&addrs[0], a->first, sizeof a->first);
+    snprintf(a->err, sizeof a->err, "%s", err ? err : "");
+}
+
+/* "localhost" needs no DNS (the jail has no /etc/hosts); without dns_init
+ * any other name fails at once; the answer never comes from within
+ * dns_resolve; a cancelled lookup never calls back. */
+static void test_dns_without_resolver(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct dns_answer local = {0}, other = {0}, cancelled = {0};
+    assert_non_null(dns_resolve(base, "LocalHost.", 25, 5, on_dns_answer, &local));
+    assert_non_null(dns_resolve(base, "mx.example.org", 25, 5, on_dns_answer, &other));
+    struct dns_query *q = dns_resolve(base, "localhost", 25, 5, on_dns_answer, &cancelled);
+    assert_non_null(q);
+    assert_int_equal(local.calls + other.calls, 0); /* not from within dns_resolve */
+    dns_cancel(q);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(local.calls, 1);
+    assert_int_equal(local.n, 2);
+    assert_string_equal(local.first, "127.0.0.1");
+    assert_int_equal(other.calls, 1);
+    assert_int_equal(other.n, 0);
+    assert_string_equal(other.err, "resolver unavailable");
+    assert_int_equal(cancelled.calls, 0);
+    dns_shutdown();
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -929,6 +996,8 @@ int main(void)
         cmocka_unit_test(test_conn_hostile_reply),
         cmocka_unit_test(test_conn_reuse_and_stale),
         cmocka_unit_test(test_conn_idle_quit),
+        cmocka_unit_test(test_dns_numeric),
+        cmocka_unit_test(test_dns_without_resolver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
