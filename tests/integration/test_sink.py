@@ -123,3 +123,18 @@ def test_helpers():
     head, rest = strip_received(b"Received: from x\r\n\tby y; date\r\nSubject: s\r\n\r\nb\r\n")
     assert head == b"Received: from x\r\n\tby y; date\r\n"
     assert rest == b"Subject: s\r\n\r\nb\r\n"
+
+
+def test_daemon_harness_finds_sanitizer_reports(tmp_path):
+    from conftest import Daemon
+
+    d = Daemon(str(tmp_path), {"listen": "127.0.0.1:1", "log_file": str(tmp_path / "log")}, "x")
+    with open(d.stderr_path, "w") as f:
+        f.write("jailmail/master[1]: starting\n")
+    assert d.sanitizer_reports() == []
+    with open(tmp_path / "log", "w") as f:
+        f.write("src/queue.c:10:5: runtime error: signed integer overflow\n")
+    with open(d.stderr_path, "a") as f:
+        f.write("==12==ERROR: AddressSanitizer: heap-use-after-free on address 0x6\n")
+    assert len(d.sanitizer_reports()) == 2
+    assert d.port == 1
