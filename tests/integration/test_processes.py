@@ -244,3 +244,91 @@ def test_queue_dir_belongs_to_the_run_as_user(daemon):
     # the jail itself is root's: the run-as user cannot change it
     jst = os.stat(daemon.jail)
     assert jst.st_uid == 0 and jst.st_mode & 0o022 == 0, oct(jst.st_mode)
+
+
+def test_master_sigkilled_alone_takes_workers_down(daemon, sink):
+    workers = daemon.pids
+    assert len(workers) >= 2
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.proc.wait(5)
+
+    def gone():
+        return all(not os.path.exists("/proc/%d" % p) or _zombie(p) for p in workers)
+
+    wait_until(gone, 10, 0.1, what="workers exit after the master died")
+    # the port is free again: a new daemon starts on it and works
+    daemon.start()
+    c = Client(daemon.port)
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], make_message()))
+    sink.wait_for(1, 15)
+
+
+def _zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_sighup_new_smarthost(daemon, sink):
+    from sink import Sink
+
+    other = Sink().start()
+    try:
+        daemon.conf["smarthost"] = "[127.0.0.1]:%d" % other.port
+        daemon.write_conf()
+        daemon.reload()
+        daemon.wait_log(r"SIGHUP", 5)
+        time.sleep(1)
+        c = Client(daemon.port)
+        msg = make_message(subject="to the new smarthost")
+        accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], msg))
+        (m,) = other.wait_for(1, 15)
+        assert strip_received(m.data)[1] == msg
+        assert sink.messages == []
+        other.assert_clean()
+    finally:
+        other.stop()
+
+
+def test_sighup_new_size_limit_in_ehlo(daemon):
+    daemon.conf["max_message_size"] = "1M"
+    daemon.write_conf()
+    daemon.reload()
+
+    def size_is(n):
+        c = Client(daemon.port)
+        r = c.ehlo()
+        c.close()
+        return "SIZE %d" % n in r.lines
+
+    wait_until(lambda: size_is(1048576), 10, 0.2, what="SIZE 1048576 after reload")
+
+
+def test_sigterm_during_outbound_delivery(daemon, sink):
+    sink.script("DATA_END", "250 2.0.0 slow but fine", delay=3, times=1)
+    c = Client(daemon.port)
+    msg = make_message(subject="slow smarthost")
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], msg))
+    c.quit()
+    wait_until(lambda: sink.count("DATA") >= 1, 10, what="delivery under way")
+    t0 = time.monotonic()
+    rc = daemon.stop()
+    assert rc == 0, daemon.log_tail()
+    assert time.monotonic() - t0 < 12
+    delivered = any(strip_received(m.data)[1] == msg for m in sink.messages)
+    if not delivered:
+        assert daemon.queue_files(), "message neither delivered nor kept"
+    daemon.start()
+    wait_until(lambda: any(strip_received(m.data)[1] == msg for m in sink.messages), 15, what="delivered")
+
+
+def test_quick_restarts(daemon, sink):
+    for i in range(5):
+        assert daemon.stop() == 0, daemon.log_tail()
+        assert daemon.pids == []
+        daemon.start()
+    c = Client(daemon.port)
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], make_message()))
+    sink.wait_for(1, 15)
