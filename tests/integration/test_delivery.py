@@ -220,3 +220,15 @@ def test_ipv6_listener(daemon, sink):
     # and the IPv4 one too
     c4 = Client(daemon.port)
     assert c4.greeting.code == 220
+
+
+def test_message_without_headers(daemon, smtp, sink):
+    relay(smtp, sink, b"no header section at all, just text\r\nsecond line\r\n")
+
+
+def test_header_only_message_without_blank_line(daemon, smtp, sink):
+    relay(smtp, sink, b"Subject: only a header\r\nX-Other: folded\r\n\tcontinued\r\n")
+
+
+def test_trailing_whitespace_kept(daemon, smtp, sink):
+    relay(smtp, sink, make_message(body=b"trailing spaces   \r\ntab\t\r\n \r\n\t\r\n"))
