@@ -1,6 +1,7 @@
 """The SMTP server's dialogue, command by command (RFC 5321, sendmail's replies)."""
 
 import re
+import time
 
 import pytest
 
@@ -173,3 +174,45 @@ def test_message_accepted_reply(smtp, sink):
     r2 = c.sendmail("a@client.example", ["c@dest.example"], make_message(), ehlo=False)
     assert accepted_qid(r2) != qid
     assert c.quit().code == 221
+
+
+def test_ehlo_resets_the_transaction(smtp):
+    c = session(smtp)
+    assert c.mail("a@client.example").code == 250
+    assert c.ehlo().code == 250
+    r = c.rcpt("b@dest.example")
+    assert r.code == 503, str(r)
+    assert c.mail("a@client.example").code == 250
+
+
+def test_commands_are_case_insensitive(smtp, sink):
+    c = smtp()
+    assert c.cmd("ehlo client.example").code == 250
+    assert c.cmd("mail from:<a@client.example>").code == 250
+    assert c.cmd("Rcpt To:<b@dest.example>").code == 250
+    r = c.cmd("data")
+    assert r.code == 354
+    c.send(b"Subject: lower\r\n\r\nx\r\n.\r\n")
+    accepted_qid(c.reply())
+    assert sink.wait_for(1, 15)[0].rcpts == ["b@dest.example"]
+
+
+def test_quit_in_a_transaction_sends_nothing(daemon, smtp, sink):
+    c = session(smtp)
+    assert c.mail("a@client.example").code == 250
+    assert c.rcpt("b@dest.example").code == 250
+    assert c.cmd("QUIT").code == 221
+    assert c.wait_closed(3)
+    time.sleep(1.5)
+    assert sink.attempts == [] and daemon.queue_files() == []
+
+
+def test_body_7bit_and_size_parameters_accepted(smtp):
+    c = session(smtp)
+    assert c.mail("a@client.example", "BODY=7BIT SIZE=100").code == 250
+    assert c.cmd("RSET").code == 250
+    r = c.mail("a@client.example", "SIZE=abc")
+    assert r.code == 501, str(r)
+    r = c.mail("a@client.example", "BODY=BINARYMIME")
+    assert r.code in (501, 555), str(r)
+
