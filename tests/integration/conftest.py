@@ -453,13 +453,17 @@ class Daemon:
 
     @property
     def pids(self):
-        """The master's children (the workers), from ps --ppid."""
+        """The master's living children (the workers): what `ps --ppid` says,
+        read from /proc so that procps is not needed."""
         if not self.running():
             return []
-        out = subprocess.run(
-            ["ps", "--ppid", str(self.proc.pid), "-o", "pid="], capture_output=True, text=True
-        ).stdout
-        return [int(x) for x in out.split()]
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                st = _proc_stat(int(d))
+                if st and st["ppid"] == self.proc.pid and st["state"] != "Z":
+                    out.append(int(d))
+        return sorted(out)
 
     def workers(self):
         """[(pid, cmdline)] of the workers."""
