@@ -712,6 +712,8 @@ def main():
 
     if os.environ.get("JMBENCH_NS") != "1":
         sys.exit("bench.py: run me through bench/run (private network namespace)")
+    if args.perf and not shutil.which("perf"):
+        sys.exit("bench.py: --perf needs perf (apt-get install linux-perf)")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
