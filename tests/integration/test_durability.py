@@ -41,6 +41,7 @@ class Load:
         self.refusals = {}  # reply code -> count
         self.errors = 0
         self.connect_refused = 0
+        self.error_samples = []  # the first few client-side failures, for the report
         self.deadline = time.monotonic() + SEND_DEADLINE
 
     def count(self):
@@ -91,6 +92,8 @@ class Load:
                     self.errors += 1
                     if isinstance(e, ConnectionRefusedError):
                         self.connect_refused += 1
+                    if len(self.error_samples) < 5:
+                        self.error_samples.append("client %d: %s: %s" % (i, type(e).__name__, e))
                 if c is not None:
                     c.close()
                 c = None
@@ -184,12 +187,12 @@ def _delivered_ids(sink):
     return out
 
 
-def _run_load(d, sink, total, disturb, seed):
+def _run_load(d, sink, total, disturb, seed, times=3):
     """Runs `total` messages from CLIENTS clients while disturb(i) is called at
-    three random points; returns (accepted, delivered counts)."""
+    `times` random points; returns the Load."""
     rng = random.Random(seed)
     load = Load(d.port)
-    points = sorted(rng.sample(range(total // 6, total * 5 // 6), 3))
+    points = sorted(rng.sample(range(total // 6, total * 5 // 6), times))
     threads = [
         threading.Thread(target=load.client, args=(i, total // CLIENTS, random.Random(seed + i)))
         for i in range(CLIENTS)
@@ -243,8 +246,13 @@ def test_no_loss_and_no_refusal_across_reloads(start_daemon, sink):
         d.write_conf()
         d.reload()
 
-    load = _run_load(d, sink, 600, reload, seed)
+    load = _run_load(d, sink, 800, reload, seed, times=8)
     assert load.connect_refused == 0
-    assert load.errors == 0, "sessions failed across reloads"
+    assert load.errors == 0, "sessions failed across reloads: %r" % load.error_samples
+    # a reload must not fail a transaction either (e.g. 451 at end of data)
+    assert load.refusals == {}, "transactions refused across reloads: %r\n%s" % (
+        load.refusals,
+        "\n".join(l for l in d.log().splitlines() if "cannot" in l or "451" in l)[:3000],
+    )
     assert d.running()
-    assert len(re.findall(r"SIGHUP", d.log())) >= 3
+    assert len(re.findall(r"SIGHUP", d.log())) >= 8
