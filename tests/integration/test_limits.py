@@ -1,11 +1,25 @@
 """Every limit holds, and hostile bytes (bare CR/LF, NUL, pipelining abuse)
 neither crash the daemon nor get a message through."""
 
+import os
+import signal
+import socket
+import struct
+import threading
 import time
 
 import pytest
 
-from conftest import Client, ConnectionClosed, accepted_qid, make_message, stuff, wait_until
+from conftest import (
+    Client,
+    ConnectionClosed,
+    accepted_qid,
+    make_message,
+    proc_status,
+    socket_owner,
+    stuff,
+    wait_until,
+)
 
 
 def start_transaction(smtp, rcpts=("rcpt@dest.example",)):
@@ -289,3 +303,118 @@ def test_many_idle_sessions(daemon, smtp, sink):
         assert c.cmd("NOOP").code == 250
     for c in idle:
         c.close()
+
+
+@pytest.mark.conf(max_connections_per_client=3, max_connections=50)
+def test_connection_counts_do_not_leak(daemon, smtp):
+    for i in range(150):
+        c = Client(daemon.port)
+        assert c.greeting.code in (220, 421), str(c.greeting)
+        if i % 3 == 0:
+            c.quit()
+        elif i % 3 == 1:  # abrupt close with RST
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        else:
+            c.close()
+
+    def three_welcome():
+        cs = [Client(daemon.port) for _ in range(3)]
+        ok = all(c.greeting.code == 220 for c in cs)
+        for c in cs:
+            c.close()
+        return ok
+
+    wait_until(three_welcome, 5, 0.3, what="3 connections welcome after churn")
+
+
+@pytest.mark.conf(max_connections_per_client=3, max_connections=50)
+def test_connection_counts_reset_when_smtpd_restarts(daemon, smtp):
+    held = [smtp() for _ in range(3)]
+    assert all(c.greeting.code == 220 for c in held)
+    for c in held:
+        c.cmd("NOOP")
+    os.kill(socket_owner(daemon.port, held[0].sock.getsockname()[1]), signal.SIGKILL)
+    for c in held:
+        assert c.wait_closed(5)
+
+    def three_welcome():
+        try:
+            cs = [Client(daemon.port, timeout=3) for _ in range(3)]
+        except (OSError, ConnectionClosed):
+            return False
+        ok = all(c.greeting.code == 220 for c in cs)
+        for c in cs:
+            c.close()
+        return ok
+
+    wait_until(three_welcome, 10, 0.3, what="3 connections welcome by the new smtpd")
+
+
+@pytest.mark.conf(max_recipients=100)
+def test_pipelined_recipients_over_the_limit(daemon, smtp, sink):
+    c = smtp()
+    assert c.ehlo().code == 250
+    rcpts = ["r%03d@dest.example" % i for i in range(105)]
+    c.send(b"MAIL FROM:<s@client.example>\r\n" + b"".join(b"RCPT TO:<%s>\r\n" % a.encode() for a in rcpts) + b"DATA\r\n")
+    replies = c.replies(107)
+    codes = [r.code for r in replies]
+    assert codes[0] == 250
+    assert codes[1:101] == [250] * 100
+    assert codes[101:106] == [452] * 5, codes[101:106]
+    assert codes[106] == 354
+    c.send(stuff(make_message()))
+    accepted_qid(c.reply())
+    (m,) = sink.wait_for(1, 15)
+    assert m.rcpts == rcpts[:100]
+
+
+def test_many_pipelined_commands_answered_in_order(daemon, smtp):
+    c = smtp()
+    assert c.ehlo().code == 250
+    n = 1000
+    c.send(b"".join(b"NOOP %d\r\n" % i for i in range(n)) + b"RSET\r\n")
+    codes = [r.code for r in c.replies(n + 1, timeout=20)]
+    assert codes == [250] * (n + 1)
+
+
+def _rss_kb(pid):
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
+def test_client_that_never_reads_is_bounded(daemon, smtp):
+    """A client that sends commands without reading the replies must not make
+    the server buffer without bound (DESIGN: every allocation driven by
+    network input has a bound)."""
+    pid = daemon.smtpd_pid()
+    before = _rss_kb(pid)
+    c = smtp()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chunk = b"NOOP\r\n" * 10000  # 60 KB, 10,000 replies of ~14 bytes
+    sent = [0]
+    stop = threading.Event()
+
+    def pump():
+        c.sock.settimeout(0.5)
+        while not stop.is_set() and sent[0] < 64 * 1024 * 1024:
+            try:
+                c.sock.sendall(chunk)
+                sent[0] += len(chunk)
+            except OSError:
+                if stop.is_set():
+                    return
+                continue
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    time.sleep(5)
+    stop.set()
+    t.join(5)
+    grown = _rss_kb(pid) - before
+    c.close()
+    print("sent %d bytes without reading; smtpd grew by %d KB" % (sent[0], grown))
+    assert grown < 32 * 1024, "smtpd grew by %d KB while %d bytes of unread-reply commands came in" % (grown, sent[0])
+    # and it still serves
+    d = Client(daemon.port)
+    assert d.greeting.code == 220
+    assert d.cmd("NOOP").code == 250
