@@ -232,3 +232,44 @@ def test_header_only_message_without_blank_line(daemon, smtp, sink):
 
 def test_trailing_whitespace_kept(daemon, smtp, sink):
     relay(smtp, sink, make_message(body=b"trailing spaces   \r\ntab\t\r\n \r\n\t\r\n"))
+
+
+@pytest.mark.parametrize("name", ["[127.0.0.1]", "[IPv6:::1]", "client.example"])
+def test_address_literal_helo(daemon, smtp, sink, name):
+    c = smtp()
+    assert c.ehlo(name).code == 250
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], make_message(), ehlo=False))
+    (m,) = sink.wait_for(1, 15)
+    trace, _ = strip_received(m.data)
+    assert name.encode() in trace, trace
+
+
+def test_hostile_helo_name_does_not_dirty_the_received_header(daemon, smtp, sink):
+    c = smtp()
+    r = c.cmd(b"EHLO evil\x01\x7f\xff(;name")
+    if r.code != 250:
+        assert 500 <= r.code < 600, str(r)
+        assert c.ehlo("clean.example").code == 250
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], make_message(), ehlo=False))
+    (m,) = sink.wait_for(1, 15)
+    trace, _ = strip_received(m.data)
+    bad = [b for b in trace if (b < 0x20 and b not in (9, 10, 13)) or b > 0x7E]
+    assert not bad, "control or 8-bit bytes in the Received header: %r" % trace
+
+
+@pytest.mark.parametrize(
+    "sender,rcpt",
+    [
+        ('"john doe"@client.example', '"jane q. public"@dest.example'),
+        ("Mixed.Case+tag@Client.Example", "UPPER@DEST.EXAMPLE"),
+        ("a@[127.0.0.1]", "b@dest.example"),
+    ],
+    ids=["quoted", "case", "literal-domain"],
+)
+def test_addresses_relayed_as_given(daemon, smtp, sink, sender, rcpt):
+    c = smtp()
+    accepted_qid(c.sendmail(sender, [rcpt], make_message()))
+    (m,) = sink.wait_for(1, 15)
+    assert m.mail_from == sender
+    assert m.rcpts == [rcpt]
+    sink.assert_clean()
