@@ -643,6 +643,9 @@ def report(results, args, machine):
                          f"sink got {tp['delivered']} in {tp['e2e_seconds']:.2f} s "
                          f"({fmt(tp['e2e_per_s'])}/s), {tp['cpu_s_per_1000']:.3f} CPU s/1000"
                          + ("" if tp["e2e_complete"] and tp["source_ok"] else "  ** INCOMPLETE **"))
+            if tp["sink_after_1s"] != tp["accepted"]:
+                lines.append(f"  ** the sink counted {tp['sink_after_1s']} messages for "
+                             f"{tp['accepted']} accepted (a second after the end) **")
             lines.append(f"  CPU in that window: MTA {tp['cpu_mta_s']:.1f} s, "
                          f"smtp-source+smtp-sink {tp['cpu_rig_s']:.1f} s, other processes on the "
                          f"machine {tp['cpu_other_s']:.1f} s (of {tp['cpu_window_s']:.1f} CPU-s)")
