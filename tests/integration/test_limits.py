@@ -418,3 +418,39 @@ def test_client_that_never_reads_is_bounded(daemon, smtp):
     d = Client(daemon.port)
     assert d.greeting.code == 220
     assert d.cmd("NOOP").code == 250
+
+
+@pytest.mark.conf(max_command_line=512)
+def test_command_line_limit_boundary(daemon, smtp):
+    # conf.h: max_command_line counts the bytes of one line, CRLF included
+    c = smtp()
+    assert c.ehlo().code == 250
+    exact = b"NOOP " + b"x" * (512 - 5 - 2)
+    assert len(exact) + 2 == 512
+    assert c.cmd(exact).code == 250
+    r = c.cmd(exact + b"y")
+    assert 500 <= r.code < 600, str(r)
+    assert c.cmd("NOOP").code == 250
+
+
+@pytest.mark.conf(max_header_size="1K")
+def test_header_limit_boundary(daemon, smtp, sink):
+    # the header section: every header line with its CRLF, not the empty line
+    def header_of(size):
+        h = b"Subject: boundary\r\n"
+        filler = size - len(h) - len(b"X-Fill: \r\n")
+        assert filler > 0
+        return h + b"X-Fill: " + b"f" * filler + b"\r\n"
+
+    for size, ok in ((1024, True), (1025, False)):
+        hdr = header_of(size)
+        assert len(hdr) == size
+        c = start_transaction(smtp)
+        assert c.cmd("DATA").code == 354
+        c.send(stuff(hdr + b"\r\nbody\r\n"))
+        r = c.reply()
+        assert (r.code == 250) == ok, (size, str(r))
+        if not ok:
+            assert r.code == 552, str(r)
+        c.quit()
+    assert len(sink.wait_for(1, 15)) == 1
