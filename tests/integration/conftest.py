@@ -382,8 +382,12 @@ class Daemon:
                 for one in v if isinstance(v, list) else [v]:
                     lines.append("%s = %s" % (k, one))
             text = "# written by tests/integration/conftest.py\n" + "\n".join(lines) + "\n"
-        with open(self.conf_path, "w") as f:
+        # atomically, as a careful administrator does: a SIGHUP still being
+        # handled must never read a half-written file
+        tmp = self.conf_path + ".new"
+        with open(tmp, "w") as f:
             f.write(text)
+        os.replace(tmp, self.conf_path)
         return self.conf_path
 
     def command(self):
