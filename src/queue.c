@@ -515,18 +515,6 @@ static int open_subdir(const char *qdir, const char *sub)
     return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 }
 
-static int fsync_subdir(const char *qdir, const char *sub)
-{
-    int fd = open_subdir(qdir, sub);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 int queue_prepare_dirs(const char *qdir, char *err, size_t errlen)
 {
     static const char *const subdirs[] = {"tmp", "msg", "corrupt"};
@@ -711,6 +699,34 @@ int queue_mark_rcpt(const char *qdir, const char *qid, const struct queue_rcpt *
     return rc;
 }
 
+int queue_mark_rcpts(const char *qdir, const struct queue_envelope *env)
+{
+    int fd = open_msg(qdir, env->qid, O_RDWR);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < env->nrcpts && rc == 0; i++) {
+        const struct queue_rcpt *r = &env->rcpts[i];
+        if (r->status == RCPT_PENDING)
+            continue;
+        if (!status_known(r->status) || check_status_slot(fd, r->status_offset) < 0) {
+            errno = EINVAL;
+            rc = -1;
+        } else if (pwrite(fd, &r->status, 1, r->status_offset) != 1) {
+            rc = -1;
+        }
+    }
+    if (rc == 0 && fdatasync(fd) < 0)
+        rc = -1;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* No fsync of the directory: if the removal is lost in a crash, the message
+ * is delivered once more, which principle 3 of DESIGN.md allows; syncing
+ * here would cost a disk flush for every message delivered. */
 int queue_remove(const char *qdir, const char *qid)
 {
     char path[PATH_MAX];
@@ -720,7 +736,7 @@ int queue_remove(const char *qdir, const char *qid)
     }
     if (build_path(path, sizeof path, qdir, "msg", qid) < 0 || unlink(path) < 0)
         return -1;
-    return fsync_subdir(qdir, "msg");
+    return 0;
 }
 
 /* rename that never replaces: renameat2(RENAME_NOREPLACE), or link+unlink on

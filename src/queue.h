@@ -108,7 +108,12 @@ int queue_open_data(const char *qdir, const struct queue_envelope *env);
 /* Sets one recipient's status byte in place and fdatasyncs the file. */
 int queue_mark_rcpt(const char *qdir, const char *qid, const struct queue_rcpt *rcpt, char status);
 
-/* Removes msg/<qid> (and fsyncs the directory). */
+/* Writes the status byte of every recipient of env that is no longer
+ * pending, then one fdatasync: the results of one attempt cost one flush. */
+int queue_mark_rcpts(const char *qdir, const struct queue_envelope *env);
+
+/* Removes msg/<qid>. The directory is not synced: a removal lost in a crash
+ * means one duplicate delivery, never a lost message. */
 int queue_remove(const char *qdir, const char *qid);
 
 /* Moves msg/<qid> (or tmp/<name>) to corrupt/ and says so in err. */

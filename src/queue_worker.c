@@ -48,6 +48,7 @@ struct delivery {
     struct queue_envelope env;
     int data_fd;
     int64_t started;
+    bool marked; /* a recipient's status changed in this attempt */
 };
 
 /* One outbound connection: empty (conn NULL), idle (job NULL) or busy. */
@@ -101,14 +102,12 @@ static void log_rcpt(const struct delivery *d, size_t i, const char *relay, cons
             d->env.qid, d->env.rcpts[i].addr, delay, xdelay, relay, dsn, stat);
 }
 
-static void mark_rcpt(struct worker *w, struct delivery *d, size_t i, char status)
+/* The outcome is kept in memory and written once at the end of the attempt
+ * (delivery_finish): when nobody is left pending the file just goes. */
+static void mark_rcpt(struct delivery *d, size_t i, char status)
 {
-    if (queue_mark_rcpt(w->qdir, d->env.qid, &d->env.rcpts[i], status) < 0)
-        log_msg(LOG_ERR, "%s: cannot record the status of <%s>: %s", d->env.qid,
-                d->env.rcpts[i].addr, strerror(errno));
-    /* Kept in memory even if the write failed: the outcome is known, and
-     * delivering twice is the lesser harm than misreporting. */
     d->env.rcpts[i].status = status;
+    d->marked = true;
 }
 
 static size_t pending_rcpts(const struct queue_envelope *env)
@@ -148,6 +147,10 @@ static void delivery_finish(struct worker *w, struct delivery *d, bool retry_now
             log_msg(LOG_ERR, "%s: cannot remove the queue file: %s", qid, strerror(errno));
         sched_release(w->sched, qid, -1);
     } else {
+        /* Kept in memory even if the write fails: the outcome is known, and
+         * delivering twice is the lesser harm than misreporting. */
+        if (d->marked && queue_mark_rcpts(w->qdir, &d->env) < 0)
+            log_msg(LOG_ERR, "%s: cannot record the recipients' status: %s", qid, strerror(errno));
         int64_t next = retry_now ? now
                                  : now + sched_backoff(d->env.arrival, now, w->cfg->retry_min,
                                                        w->cfg->queue_interval);
@@ -193,11 +196,11 @@ static void on_rcpt_result(void *owner, struct smtp_conn *c, size_t i,
     switch (res->outcome) {
     case SMTP_SENT:
         snprintf(stat, sizeof stat, res->text[0] ? "Sent (%s)" : "Sent%s", res->text);
-        mark_rcpt(s->w, d, i, RCPT_DELIVERED);
+        mark_rcpt(d, i, RCPT_DELIVERED);
         break;
     case SMTP_FAILED:
         format_stat(stat, sizeof stat, "Failed", res);
-        mark_rcpt(s->w, d, i, RCPT_FAILED);
+        mark_rcpt(d, i, RCPT_FAILED);
         break;
     case SMTP_DEFERRED:
         format_stat(stat, sizeof stat, "Deferred", res);

@@ -815,6 +815,34 @@ static void test_mark_rcpt(void **state)
     queue_envelope_free(&env);
 }
 
+/* All of one attempt's results in one write-back: only statuses that are no
+ * longer pending are written, a bad offset refuses the whole call. */
+static void test_mark_rcpts(void **state)
+{
+    struct qdir *q = *state;
+    put_message(q, QID_A, 4, "body\r\n", NULL);
+    struct queue_envelope env, again;
+    char err[256];
+    assert_int_equal(queue_read_envelope(q->path, QID_A, &env, err, sizeof err), 0);
+    env.rcpts[0].status = RCPT_DELIVERED;
+    env.rcpts[2].status = RCPT_FAILED;
+    assert_int_equal(queue_mark_rcpts(q->path, &env), 0);
+    assert_int_equal(queue_read_envelope(q->path, QID_A, &again, err, sizeof err), 0);
+    assert_int_equal(again.rcpts[0].status, RCPT_DELIVERED);
+    assert_int_equal(again.rcpts[1].status, RCPT_PENDING);
+    assert_int_equal(again.rcpts[2].status, RCPT_FAILED);
+    assert_int_equal(again.rcpts[3].status, RCPT_PENDING);
+    queue_envelope_free(&again);
+    env.rcpts[3].status = RCPT_DELIVERED;
+    env.rcpts[3].status_offset += 1; /* not a status slot */
+    assert_int_equal(queue_mark_rcpts(q->path, &env), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(queue_read_envelope(q->path, QID_A, &again, err, sizeof err), 0);
+    assert_int_equal(again.rcpts[3].status, RCPT_PENDING);
+    queue_envelope_free(&again);
+    queue_envelope_free(&env);
+}
+
 static void test_remove(void **state)
 {
     struct qdir *q = *state;
@@ -960,6 +988,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_big_envelope, setup_qdir, teardown_qdir),
         cmocka_unit_test_setup_teardown(test_read_errors, setup_qdir, teardown_qdir),
         cmocka_unit_test_setup_teardown(test_mark_rcpt, setup_qdir, teardown_qdir),
+        cmocka_unit_test_setup_teardown(test_mark_rcpts, setup_qdir, teardown_qdir),
         cmocka_unit_test_setup_teardown(test_remove, setup_qdir, teardown_qdir),
         cmocka_unit_test_setup_teardown(test_next_attempt, setup_qdir, teardown_qdir),
         cmocka_unit_test_setup_teardown(test_scan, setup_qdir, teardown_qdir),
