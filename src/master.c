@@ -187,18 +187,38 @@ static void handle_log(const char *ident, pid_t pid, const struct ipc_msg *msg)
     log_write_line(p[0] - '0', ident, (long)pid, p + 1);
 }
 
+static void on_queue_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    /* Announcements were dropped while the queue worker's socket was full: a
+     * queue run makes it scan the queue, which finds them. */
+    if (ipc_send((int)fd, IPC_RUN_QUEUE, NULL, 0) < 0)
+        log_warning("cannot ask the queue worker for a queue run: %s", strerror(errno));
+}
+
 static void forward_new_message(struct master *m, const struct ipc_msg *msg)
 {
     if (!queue_id_valid(msg->payload, msg->hdr.length)) {
         log_warning("smtpd announced an invalid queue id; ignored");
         return;
     }
-    /* When the queue worker is down or busy the message is not lost: it is in
-     * msg/ and the queue worker's scan at start or its next run finds it. */
-    if (m->queue.pid > 0 &&
-        ipc_send(m->queue.ipc_fd, IPC_NEW_MESSAGE, msg->payload, msg->hdr.length) < 0 &&
-        errno != EAGAIN)
+    /* When the queue worker is down or being replaced the message is not
+     * lost: it is in msg/ and the next queue worker's scan at start finds it. */
+    if (m->queue.pid <= 0 || m->queue_restart_pending ||
+        ipc_send(m->queue.ipc_fd, IPC_NEW_MESSAGE, msg->payload, msg->hdr.length) == 0)
+        return;
+    if (errno == EPIPE || errno == ECONNRESET) /* it is exiting; its successor scans */
+        return;
+    if (errno != EAGAIN) {
         log_warning("cannot tell the queue worker about %s: %s", msg->payload, strerror(errno));
+        return;
+    }
+    if (m->queue_writable)
+        event_free(m->queue_writable);
+    m->queue_writable = event_new(m->base, m->queue.ipc_fd, EV_WRITE, on_queue_writable, m);
+    if (m->queue_writable)
+        event_add(m->queue_writable, NULL);
 }
 
 static void dispatch(struct master *m, const char *ident, pid_t pid, bool from_smtpd,
