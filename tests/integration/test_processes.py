@@ -332,3 +332,50 @@ def test_quick_restarts(daemon, sink):
     c = Client(daemon.port)
     accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], make_message()))
     sink.wait_for(1, 15)
+
+
+def test_reload_refused_for_a_busy_port_keeps_everything(daemon, sink):
+    from sink import Sink
+
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    other = Sink().start()  # the new configuration's smarthost: must not be used
+    try:
+        old_listen = daemon.conf["listen"]
+        daemon.conf["listen"] = [old_listen, "127.0.0.1:%d" % busy.getsockname()[1]]
+        daemon.conf["smarthost"] = "[127.0.0.1]:%d" % other.port
+        daemon.conf["max_recipients"] = 2
+        daemon.write_conf()
+        daemon.reload()
+        daemon.wait_log(r"reload refused", 5)
+        time.sleep(1)
+        assert daemon.running()
+        c = Client(daemon.port)
+        c.ehlo()
+        c.mail("s@client.example")
+        codes = [c.rcpt("r%d@dest.example" % i).code for i in range(3)]
+        assert codes == [250, 250, 250], "the refused configuration was applied: %r" % codes
+        msg = make_message(subject="after a refused reload")
+        accepted_qid(c.data(msg))
+        (m,) = sink.wait_for(1, 15)
+        assert strip_received(m.data)[1] == msg
+        assert other.messages == [] and other.connections == 0
+    finally:
+        other.stop()
+        busy.close()
+
+
+def test_delivery_goes_on_after_a_broken_reload(daemon, sink):
+    good = open(daemon.conf_path).read()
+    with open(daemon.conf_path, "w") as f:
+        f.write(good + "queue_interval = soon\n")
+    daemon.reload()
+    daemon.wait_log(r"reload refused", 5)
+    time.sleep(1)
+    c = Client(daemon.port)
+    msg = make_message(subject="after a broken reload")
+    accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], msg))
+    (m,) = sink.wait_for(1, 15)
+    assert strip_received(m.data)[1] == msg
