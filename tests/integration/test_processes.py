@@ -379,3 +379,48 @@ def test_delivery_goes_on_after_a_broken_reload(daemon, sink):
     accepted_qid(c.sendmail("s@client.example", ["r@dest.example"], msg))
     (m,) = sink.wait_for(1, 15)
     assert strip_received(m.data)[1] == msg
+
+
+def test_reload_removes_and_adds_back_a_listen_address(start_daemon, sink):
+    from conftest import free_port
+
+    a, b = "127.0.0.1:%d" % free_port(), "127.0.0.3:%d" % free_port("127.0.0.3")
+    d = start_daemon(listen=[a, b])
+    port_b = int(b.rsplit(":", 1)[1])
+    held = Client(d.port)  # an open session keeps the old smtpd retiring
+    assert held.ehlo().code == 250
+    assert greeted_at("127.0.0.3", port_b)
+
+    d.conf["listen"] = [a]
+    d.write_conf()
+    d.reload()
+    d.wait_log(r"SIGHUP", 5)
+
+    def b_closed():
+        try:
+            s = socket.create_connection(("127.0.0.3", port_b), timeout=2)
+        except ConnectionRefusedError:
+            return True
+        s.close()
+        return False
+
+    wait_until(b_closed, 5, 0.2, what="the removed address refusing connections")
+    assert held.cmd("NOOP").code == 250
+
+    d.conf["listen"] = [a, b]
+    d.write_conf()
+    d.reload()
+    wait_until(lambda: greeted_at("127.0.0.3", port_b), 5, 0.2, what="the address back")
+    assert "reload refused" not in d.log(), d.log_tail()
+    assert held.cmd("NOOP").code == 250
+    held.quit()
+
+
+def greeted_at(host, port):
+    try:
+        c = Client(port, host=host, timeout=3)
+    except (OSError, ConnectionClosed):
+        return False
+    ok = c.greeting.code == 220
+    c.close()
+    return ok
