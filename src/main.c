@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "makemap.h"
 #include "master.h"
 
 #define EX_USAGE_ 64
@@ -230,8 +231,9 @@ static int dispatch(const char *name, int argc, char **argv)
 {
     if (strcmp(name, "sendmail") == 0)
         return sendmail_main(name, argc, argv);
-    if (strcmp(name, "mailq") == 0 || strcmp(name, "newaliases") == 0 ||
-        strcmp(name, "makemap") == 0)
+    if (strcmp(name, "makemap") == 0)
+        return makemap_main(argc, argv);
+    if (strcmp(name, "mailq") == 0 || strcmp(name, "newaliases") == 0)
         return not_yet(name, name);
     return jailmail_main(argc, argv);
 }
