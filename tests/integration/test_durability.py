@@ -246,13 +246,13 @@ def test_no_loss_and_no_refusal_across_reloads(start_daemon, sink):
         d.write_conf()
         d.reload()
 
-    load = _run_load(d, sink, 800, reload, seed, times=8)
+    load = _run_load(d, sink, 1200, reload, seed, times=16)
     assert load.connect_refused == 0
     assert load.errors == 0, "sessions failed across reloads: %r" % load.error_samples
     # a reload must not fail a transaction either (e.g. 451 at end of data)
     assert load.refusals == {}, "transactions refused across reloads: %r\n%s" % (
         load.refusals,
-        "\n".join(l for l in d.log().splitlines() if "cannot" in l or "451" in l)[:3000],
+        "\n".join(l for l in d.log().splitlines() if "cannot" in l)[:3000],
     )
     assert d.running()
-    assert len(re.findall(r"SIGHUP", d.log())) >= 8
+    assert len(re.findall(r"SIGHUP", d.log())) >= 16
