@@ -341,8 +341,12 @@ static int open_spool(struct session *s, time_t now)
     return 0;
 }
 
-static void cmd_data(struct session *s)
+static void cmd_data(struct session *s, const struct smtp_command *c)
 {
+    if (c->arglen > 0) { /* RFC 5321: DATA takes no argument */
+        bad_command(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
     if (s->state != S_RCPT) {
         bad_command(s, "503 5.0.0 Need RCPT (recipient)");
         return;
@@ -406,7 +410,7 @@ static void run_command(struct session *s, const char *line, size_t len)
         cmd_rcpt(s, &c);
         break;
     case SMTP_VERB_DATA:
-        cmd_data(s);
+        cmd_data(s, &c);
         break;
     case SMTP_VERB_RSET:
         cmd_rset(s);

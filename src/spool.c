@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -403,7 +404,11 @@ static int create_tmp(struct spool *sp, char *err, size_t errlen)
             set_err(err, errlen, "create tmp/%s: %s", sp->qid, strerror(errno));
             return -1;
         }
-        if (flock(sp->fd, LOCK_EX | LOCK_NB) == 0)
+        /* A queue scan may lock and unlink the new file between our open and
+         * our lock; then our lock succeeds on a file that has no name any
+         * more. Only a file that still has its link is ours to keep. */
+        struct stat st;
+        if (flock(sp->fd, LOCK_EX | LOCK_NB) == 0 && fstat(sp->fd, &st) == 0 && st.st_nlink > 0)
             return 0;
         close(sp->fd); /* a queue scan got it first and removes it: next id */
         sp->fd = -1;

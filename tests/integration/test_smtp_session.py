@@ -216,3 +216,15 @@ def test_body_7bit_and_size_parameters_accepted(smtp):
     r = c.mail("a@client.example", "BODY=BINARYMIME")
     assert r.code in (501, 555), str(r)
 
+
+
+def test_data_with_an_argument_is_501(smtp, sink):
+    """RFC 5321: DATA takes no argument; one is a syntax error, not a 354."""
+    c = session(smtp)
+    assert c.cmd("MAIL FROM:<a@client.example>").code == 250
+    assert c.cmd("RCPT TO:<b@dest.example>").code == 250
+    r = c.cmd("DATA now")
+    assert r.code == 501, str(r)
+    assert str(r).startswith("501 5.5.4"), str(r)
+    # the transaction is still there: a plain DATA goes on
+    assert c.cmd("DATA").code == 354
