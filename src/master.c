@@ -184,7 +184,10 @@ static void handle_log(const char *ident, pid_t pid, const struct ipc_msg *msg)
         log_warning("%s sent a malformed log line; ignored", ident);
         return;
     }
-    log_write_line(p[0] - '0', ident, (long)pid, p + 1);
+    /* A worker may not raise an alarm on every terminal: nothing it says is
+     * more urgent than an error. */
+    int priority = p[0] - '0' < LOG_ERR ? LOG_ERR : p[0] - '0';
+    log_write_line(priority, ident, (long)pid, p + 1);
 }
 
 static void on_queue_writable(evutil_socket_t fd, short what, void *arg)
@@ -272,18 +275,37 @@ static void close_worker_ipc(struct worker *w)
     w->ipc_fd = -1;
 }
 
-/* In the child: everything the master holds that the worker must not. */
-static void child_close_inherited(struct master *m, enum worker_kind kind)
+static int compare_fds(const void *a, const void *b)
 {
-    for (size_t i = 0; i < MAX_RETIRING; i++)
-        if (m->retiring[i].pid > 0 && m->retiring[i].ipc_fd >= 0)
-            close(m->retiring[i].ipc_fd);
-    if (m->smtpd.ipc_fd >= 0)
-        close(m->smtpd.ipc_fd);
-    if (m->queue.ipc_fd >= 0)
-        close(m->queue.ipc_fd);
+    return *(const int *)a - *(const int *)b;
+}
+
+/* In the child: every descriptor but standard input, output and error, the
+ * worker's IPC socket and (smtpd) the listening sockets is closed. There is
+ * no exec to honour close-on-exec, and a jailed worker must not keep the
+ * master's log file, its epoll instance or libevent's signal pipe, through
+ * which it could forge the master's signals. */
+static void child_close_inherited(struct master *m, enum worker_kind kind, int ipc_fd)
+{
+    int keep[3 + 1 + CONF_MAX_LISTEN];
+    size_t n = 0;
+    keep[n++] = STDIN_FILENO;
+    keep[n++] = STDOUT_FILENO;
+    keep[n++] = STDERR_FILENO;
+    keep[n++] = ipc_fd;
+    for (size_t i = 0; kind == WORKER_SMTPD && i < m->listeners.n; i++)
+        if (m->listeners.fd[i] >= 0)
+            keep[n++] = m->listeners.fd[i];
+    qsort(keep, n, sizeof keep[0], compare_fds);
+    unsigned first = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned)keep[i] > first)
+            close_range(first, (unsigned)keep[i] - 1, 0);
+        first = (unsigned)keep[i] + 1;
+    }
+    close_range(first, ~0u, 0);
     if (kind != WORKER_SMTPD)
-        listeners_close(&m->listeners);
+        m->listeners.n = 0; /* closed above */
 }
 
 /* The master coordinates every stop and reload: a Ctrl-C or a hang-up that
@@ -323,7 +345,7 @@ static void __attribute__((noreturn)) child_run(struct master *m, enum worker_ki
 {
     char err[512], qdir[sizeof m->qdir_outside];
     const char *name = kind == WORKER_SMTPD ? "smtpd" : "queue";
-    child_close_inherited(m, kind);
+    child_close_inherited(m, kind, fd);
     child_reset_signals();
     child_set_ipc_timeout(fd);
     log_to_master(fd, name);
@@ -437,7 +459,8 @@ static void retire_smtpd(struct master *m)
         m->smtpd.pid = 0;
         return;
     }
-    /* Too many generations draining at once: stop the oldest way, by force. */
+    /* Every slot busy (each retiring smtpd ends within 2 x shutdown_timeout,
+     * so this takes a burst of reloads): this one is stopped by force. */
     kill(m->smtpd.pid, SIGKILL);
 }
 

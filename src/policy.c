@@ -80,6 +80,11 @@ void policy_check_rcpt(const struct policy_tables *t, const struct policy_client
     d->reply[0] = '\0';
     if ((dlen == 0 || policy_domain_is_local(t, domain, dlen)) && !hides_destination(rcpt)) {
         d->rule = "local domain";
+        if (!t->local_delivery) {
+            d->verdict = POLICY_REJECT;
+            d->rule = "check_rcpt (no local delivery)";
+            snprintf(d->reply, sizeof d->reply, "550 5.1.1 <%s>... User unknown", rcpt);
+        }
         return;
     }
     if (client_may_relay(c, &d->rule))

@@ -30,6 +30,11 @@ struct policy_client {
 
 struct policy_tables {
     const char *const *local_domains; /* NULL-terminated; compared case-insensitively */
+    /* Whether mail to a local domain can be delivered here. Until local
+     * delivery exists it cannot, and such a recipient is refused: sent on to
+     * the smarthost, "root@localhost" or "postmaster" would reach the
+     * smarthost's own mailboxes, with its trust in us. */
+    bool local_delivery;
 };
 
 enum policy_verdict {

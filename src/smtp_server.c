@@ -2,7 +2,8 @@
  * accepts connections within the limits and runs their sessions.
  *
  * Worker states:
- *   RUNNING   --IPC_RETIRE-->  RETIRING  (no accepting; exit when the last session ends)
+ *   RUNNING   --IPC_RETIRE-->  RETIRING  (no accepting; exit when the last session ends;
+ *                                         after shutdown_timeout: STOPPING)
  *   RUNNING   --IPC_STOP---->  STOPPING  (no accepting; idle sessions closed, those in
  *                                         DATA finish; exit when none is left or at the
  *                                         shutdown deadline)
@@ -129,11 +130,19 @@ static void on_last_session(struct smtpd_context *ctx)
         event_base_loopbreak(ctx->base);
 }
 
+static void begin_stop(struct server *srv, enum server_mode mode);
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
     (void)fd;
     (void)what;
+    if (srv->mode == SRV_RETIRING) { /* sessions kept past a reload end now */
+        log_info("%u session(s) still open %u s after the reload; closing them", srv->ctx.nsessions,
+                 srv->ctx.cfg->shutdown_timeout);
+        begin_stop(srv, SRV_STOPPING);
+        return;
+    }
     log_warning("%u session(s) still open at the shutdown deadline; closing them",
                 srv->ctx.nsessions);
     event_base_loopbreak(srv->ctx.base);
@@ -145,11 +154,13 @@ static void begin_stop(struct server *srv, enum server_mode mode)
         return;
     srv->mode = mode;
     close_listeners(srv);
-    if (mode == SRV_STOPPING) {
+    /* Retiring after a reload, the old sessions may finish what they are
+     * doing, but not live on under the old configuration for ever: after
+     * shutdown_timeout they are stopped like at shutdown. */
+    if (mode == SRV_STOPPING)
         sessions_shutdown(&srv->ctx);
-        struct timeval tv = {.tv_sec = srv->ctx.cfg->shutdown_timeout};
-        evtimer_add(srv->deadline, &tv);
-    }
+    struct timeval tv = {.tv_sec = srv->ctx.cfg->shutdown_timeout};
+    evtimer_add(srv->deadline, &tv);
     if (srv->ctx.nsessions == 0)
         event_base_loopbreak(srv->ctx.base);
 }

@@ -475,8 +475,11 @@ static void on_committed(void *arg, int ok, const char *err)
     struct session *s = arg;
     const char *qid = s->tx.qid;
     if (s->commit_orphaned) {
-        if (ok)
+        if (ok) {
+            log_accepted(s, qid);
             log_info("%s: client [%s] left before the reply; message kept", qid, s->addr);
+            ipc_send(s->ctx->ipc_fd, IPC_NEW_MESSAGE, qid, strlen(qid));
+        }
         session_free(s);
         return;
     }
@@ -510,7 +513,10 @@ static void finish_message(struct session *s)
         reply(s, "%s", refusal);
         tx_reset(&s->tx);
         s->state = S_READY;
-        set_read_timeout(s, s->ctx->cfg->command_timeout);
+        if (s->close_after_reply) /* shutdown came while the message was under way */
+            close_with(s, "421 4.3.2 %s Shutting down", hostname(s));
+        else
+            set_read_timeout(s, s->ctx->cfg->command_timeout);
         return;
     }
     snprintf(s->tx.qid, sizeof s->tx.qid, "%s", spool_qid(s->tx.spool));

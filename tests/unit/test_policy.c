@@ -20,12 +20,18 @@ struct rcpt_case {
 static const char *const ours[] = {"mail.example.org", NULL};
 
 static const struct rcpt_case rcpt_cases[] = {
-    /* local domains need no relay permission */
-    {"192.0.2.7", ORIGIN_NETWORK, "postmaster", POLICY_ACCEPT, NULL},
-    {"192.0.2.7", ORIGIN_NETWORK, "root@localhost", POLICY_ACCEPT, NULL},
-    {"192.0.2.7", ORIGIN_NETWORK, "root@LOCALHOST", POLICY_ACCEPT, NULL},
-    {"192.0.2.7", ORIGIN_NETWORK, "joe@mail.example.org", POLICY_ACCEPT, NULL},
-    {"192.0.2.7", ORIGIN_NETWORK, "joe@Mail.Example.Org.", POLICY_ACCEPT, NULL},
+    /* local domains need no relay permission, but without local delivery
+     * they are unknown users (never forwarded to the smarthost) */
+    {"192.0.2.7", ORIGIN_NETWORK, "postmaster", POLICY_REJECT,
+     "550 5.1.1 <postmaster>... User unknown"},
+    {"192.0.2.7", ORIGIN_NETWORK, "root@localhost", POLICY_REJECT,
+     "550 5.1.1 <root@localhost>... User unknown"},
+    {"127.0.0.1", ORIGIN_NETWORK, "root@LOCALHOST", POLICY_REJECT,
+     "550 5.1.1 <root@LOCALHOST>... User unknown"},
+    {"", ORIGIN_LOCAL, "joe@mail.example.org", POLICY_REJECT,
+     "550 5.1.1 <joe@mail.example.org>... User unknown"},
+    {"192.0.2.7", ORIGIN_NETWORK, "joe@Mail.Example.Org.", POLICY_REJECT,
+     "550 5.1.1 <joe@Mail.Example.Org.>... User unknown"},
     /* relaying: loopback and the local socket may, others may not */
     {"127.0.0.1", ORIGIN_NETWORK, "x@example.net", POLICY_ACCEPT, NULL},
     {"127.9.8.7", ORIGIN_NETWORK, "x@example.net", POLICY_ACCEPT, NULL},
@@ -74,6 +80,27 @@ static void test_rcpt_table(void **state)
     }
 }
 
+/* With local delivery, a local domain needs no relay permission. */
+static void test_local_domains_with_local_delivery(void **state)
+{
+    (void)state;
+    struct policy_tables t = {.local_domains = ours, .local_delivery = true};
+    const char *const local[] = {"postmaster", "root@localhost", "root@LOCALHOST",
+                                 "joe@mail.example.org", "joe@Mail.Example.Org."};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+        struct policy_client cl = {.addr = "192.0.2.7", .origin = ORIGIN_NETWORK};
+        struct policy_decision d;
+        policy_check_rcpt(&t, &cl, local[i], &d);
+        if (d.verdict != POLICY_ACCEPT)
+            fail_msg("%s: refused with %s", local[i], d.reply);
+    }
+    struct policy_client cl = {.addr = "192.0.2.7", .origin = ORIGIN_NETWORK};
+    struct policy_decision d;
+    policy_check_rcpt(&t, &cl, "x%example.net@localhost", &d);
+    assert_int_equal(d.verdict, POLICY_REJECT);
+    assert_string_equal(d.reply, "550 5.7.1 <x%example.net@localhost>... Relaying denied");
+}
+
 static void test_loopback(void **state)
 {
     (void)state;
@@ -91,6 +118,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rcpt_table),
+        cmocka_unit_test(test_local_domains_with_local_delivery),
         cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
