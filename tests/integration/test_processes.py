@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import (
     Client,
     ConnectionClosed,
@@ -424,3 +426,41 @@ def greeted_at(host, port):
     ok = c.greeting.code == 220
     c.close()
     return ok
+
+
+def _fd_targets(pid):
+    """{fd number: what it refers to} of a process, from /proc."""
+    out = {}
+    base = "/proc/%d/fd" % pid
+    for name in os.listdir(base):
+        try:
+            out[int(name)] = os.readlink(os.path.join(base, name))
+        except OSError:
+            pass
+    return out
+
+
+def test_workers_hold_none_of_the_masters_descriptors(start_daemon, workdir):
+    """Forked without exec, a worker would inherit the master's log file, its
+    epoll instance and libevent's signal pipe (through which it could send the
+    master fake signals). Each worker keeps only its own: the standard three,
+    its IPC socket, the listening sockets (smtpd), and what it made itself."""
+    log_file = os.path.join(workdir, "maillog")
+    daemon = start_daemon(log_file=log_file)
+    master = _fd_targets(daemon.pid)
+    assert log_file in master.values(), master  # the master does hold it
+    listening = set(master[fd] for fd in master if fd > 2 and master[fd].startswith("socket:"))
+    shared_std = {master.get(fd) for fd in (0, 1, 2)}
+    for pid in daemon.pids:
+        mine = _fd_targets(pid)
+        assert log_file not in mine.values(), (pid, mine)
+        epolls = [t for t in mine.values() if t == "anon_inode:[eventpoll]"]
+        assert len(epolls) == 1, (pid, mine)  # its own event loop only
+        for fd, target in mine.items():
+            if fd <= 2:
+                continue
+            if target.startswith("pipe:"):
+                assert target not in master.values(), (pid, fd, target)
+            if target.startswith("socket:") and target in master.values():
+                assert target in listening, (pid, fd, target)
+            assert target not in shared_std or fd <= 2, (pid, fd, target)

@@ -228,3 +228,19 @@ def test_data_with_an_argument_is_501(smtp, sink):
     assert str(r).startswith("501 5.5.4"), str(r)
     # the transaction is still there: a plain DATA goes on
     assert c.cmd("DATA").code == 354
+
+
+@pytest.mark.parametrize("rcpt", ["postmaster", "root@localhost", "root@LOCALHOST.",
+                                  "admin@" + HOSTNAME])
+def test_local_recipients_refused_without_local_delivery(smtp, sink, rcpt):
+    """Mail to our own domains is delivered here or nowhere: never handed to
+    the smarthost, where "root@localhost" or "postmaster" would reach the
+    smarthost's own mailboxes. Until local delivery exists: User unknown."""
+    c = session(smtp)
+    assert c.cmd("MAIL FROM:<a@client.example>").code == 250
+    r = c.cmd("RCPT TO:<%s>" % rcpt)
+    assert str(r) == "550 5.1.1 <%s>... User unknown" % rcpt
+    assert c.cmd("RCPT TO:<b@dest.example>").code == 250  # relaying still works
+    assert c.data(make_message()).code == 250
+    (m,) = sink.wait_for(1, 15)
+    assert m.rcpts == ["b@dest.example"]
