@@ -245,6 +245,9 @@ def test_no_loss_and_no_refusal_across_reloads(start_daemon, sink):
         d.conf["max_recipients"] = 50 + i
         d.write_conf()
         d.reload()
+        # Signals of one kind do not queue: a second SIGHUP sent before the
+        # master has taken the first would merge with it. Wait for this one.
+        wait_until(lambda: len(re.findall(r"SIGHUP", d.log())) >= i + 1, 10, what="reload %d" % i)
 
     load = _run_load(d, sink, 1200, reload, seed, times=16)
     assert load.connect_refused == 0
