@@ -3,6 +3,7 @@
  * a file renamed over it never changes a table in use; map_refresh() swaps in
  * a new table only once it has been opened completely. */
 #include "map.h"
+#include "err.h"
 
 #include <cdb.h>
 #include <db.h>
@@ -49,19 +50,6 @@ struct map {
     struct text_set text;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -86,19 +74,19 @@ int map_parse_spec(const char *spec, enum map_type *type, char *path, size_t pat
             continue;
         const char *file = spec + plen;
         if (!*file) {
-            set_err(err, errlen, "%s: no file name", spec);
+            err_set(err, errlen, "%s: no file name", spec);
             return -1;
         }
         const char *suffix = ends_with(file, types[i].suffix) ? "" : types[i].suffix;
         int n = snprintf(path, pathlen, "%s%s", file, suffix);
         if (n < 0 || (size_t)n >= pathlen) {
-            set_err(err, errlen, "%s: file name too long", spec);
+            err_set(err, errlen, "%s: file name too long", spec);
             return -1;
         }
         *type = types[i].type;
         return 0;
     }
-    set_err(err, errlen, "%s: unknown map type (use hash:, cdb: or text:)", spec);
+    err_set(err, errlen, "%s: unknown map type (use hash:, cdb: or text:)", spec);
     return -1;
 }
 
@@ -147,11 +135,11 @@ static int text_collect(struct text_set *set, const char *buf, size_t len, char 
         char c = i < len ? buf[i] : '\n';
         if (c == '\n' || c == '\0') {
             if (i - line_start > MAP_TEXT_LINE_MAX) {
-                set_err(err, errlen, "line %zu: longer than %d bytes", line, MAP_TEXT_LINE_MAX);
+                err_set(err, errlen, "line %zu: longer than %d bytes", line, MAP_TEXT_LINE_MAX);
                 return -1;
             }
             if (c == '\0') {
-                set_err(err, errlen, "line %zu: NUL byte", line);
+                err_set(err, errlen, "line %zu: NUL byte", line);
                 return -1;
             }
             line++;
@@ -181,20 +169,20 @@ static int text_collect(struct text_set *set, const char *buf, size_t len, char 
 static int text_parse(struct text_set *set, const char *buf, size_t len, char *err, size_t errlen)
 {
     if (len > MAP_TEXT_FILE_MAX) {
-        set_err(err, errlen, "larger than %u bytes", MAP_TEXT_FILE_MAX);
+        err_set(err, errlen, "larger than %u bytes", MAP_TEXT_FILE_MAX);
         return -1;
     }
     *set = (struct text_set){0};
     set->storage = malloc(len + 1);
     if (!set->storage) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     if (text_collect(set, buf, len, err, errlen) < 0)
         return -1;
     set->words = calloc(set->count ? set->count : 1, sizeof *set->words);
     if (!set->words) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     char *p = set->storage;
@@ -217,21 +205,21 @@ static int read_bounded(int fd, char **out, size_t *outlen, char *err, size_t er
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
-        set_err(err, errlen, "fstat: %s", strerror(errno));
+        err_set(err, errlen, "fstat: %s", strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "not a regular file");
+        err_set(err, errlen, "not a regular file");
         return -1;
     }
     if (st.st_size > (off_t)MAP_TEXT_FILE_MAX) {
-        set_err(err, errlen, "larger than %u bytes", MAP_TEXT_FILE_MAX);
+        err_set(err, errlen, "larger than %u bytes", MAP_TEXT_FILE_MAX);
         return -1;
     }
     /* One byte more than the bound: a file that grew since fstat is caught. */
     char *buf = malloc(MAP_TEXT_FILE_MAX + 1);
     if (!buf) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     size_t len = 0;
@@ -240,7 +228,7 @@ static int read_bounded(int fd, char **out, size_t *outlen, char *err, size_t er
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            set_err(err, errlen, "read: %s", strerror(errno));
+            err_set(err, errlen, "read: %s", strerror(errno));
             free(buf);
             return -1;
         }
@@ -248,7 +236,7 @@ static int read_bounded(int fd, char **out, size_t *outlen, char *err, size_t er
             break;
         len += (size_t)n;
         if (len > MAP_TEXT_FILE_MAX) {
-            set_err(err, errlen, "larger than %u bytes", MAP_TEXT_FILE_MAX);
+            err_set(err, errlen, "larger than %u bytes", MAP_TEXT_FILE_MAX);
             free(buf);
             return -1;
         }
@@ -262,7 +250,7 @@ static int text_open(struct map *m, char *err, size_t errlen)
 {
     int fd = open(m->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", m->path, strerror(errno));
+        err_set(err, errlen, "%s: %s", m->path, strerror(errno));
         return -1;
     }
     struct stat st;
@@ -277,7 +265,7 @@ static int text_open(struct map *m, char *err, size_t errlen)
     }
     if (rc < 0) {
         text_free(&m->text);
-        set_err(err, errlen, "%s: %s", m->path, why[0] ? why : strerror(errno));
+        err_set(err, errlen, "%s: %s", m->path, why[0] ? why : strerror(errno));
     }
     free(buf);
     close(fd);
@@ -315,7 +303,7 @@ static int hash_open(struct map *m, char *err, size_t errlen)
 {
     int rc = db_create(&m->db, NULL, 0);
     if (rc != 0) {
-        set_err(err, errlen, "%s: db_create: %s", m->path, db_strerror(rc));
+        err_set(err, errlen, "%s: db_create: %s", m->path, db_strerror(rc));
         m->db = NULL;
         return -1;
     }
@@ -326,7 +314,7 @@ static int hash_open(struct map *m, char *err, size_t errlen)
     if (rc == 0 && (rc = m->db->fd(m->db, &fd)) == 0 && fstat(fd, &st) < 0)
         rc = errno;
     if (rc != 0) {
-        set_err(err, errlen, "%s: %s", m->path, db_strerror(rc));
+        err_set(err, errlen, "%s: %s", m->path, db_strerror(rc));
         m->db->close(m->db, 0);
         m->db = NULL;
         return -1;
@@ -342,7 +330,7 @@ static int copy_value(struct map *m, const void *data, size_t len, char *value, 
     if (len && ((const char *)data)[len - 1] == '\0')
         len--;
     if (len >= valuelen) {
-        set_err(m->error, sizeof m->error, "%s: value longer than %zu bytes", m->path,
+        err_set(m->error, sizeof m->error, "%s: value longer than %zu bytes", m->path,
                 valuelen ? valuelen - 1 : 0);
         return -1;
     }
@@ -361,7 +349,7 @@ static int hash_get(struct map *m, char *key, size_t klen, char *value, size_t v
         if (rc == 0)
             return copy_value(m, v.data, v.size, value, valuelen);
         if (rc != DB_NOTFOUND) {
-            set_err(m->error, sizeof m->error, "%s: %s", m->path, db_strerror(rc));
+            err_set(m->error, sizeof m->error, "%s: %s", m->path, db_strerror(rc));
             return -1;
         }
     }
@@ -373,7 +361,7 @@ static int hash_walk(struct map *m, map_walk_fn fn, void *arg)
     DBC *cursor;
     int rc = m->db->cursor(m->db, NULL, &cursor, 0);
     if (rc != 0) {
-        set_err(m->error, sizeof m->error, "%s: cursor: %s", m->path, db_strerror(rc));
+        err_set(m->error, sizeof m->error, "%s: cursor: %s", m->path, db_strerror(rc));
         return -1;
     }
     int result = 0;
@@ -383,7 +371,7 @@ static int hash_walk(struct map *m, map_walk_fn fn, void *arg)
         if (rc == DB_NOTFOUND)
             break;
         if (rc != 0) {
-            set_err(m->error, sizeof m->error, "%s: %s", m->path, db_strerror(rc));
+            err_set(m->error, sizeof m->error, "%s: %s", m->path, db_strerror(rc));
             result = -1;
             break;
         }
@@ -405,12 +393,12 @@ static int cdb_open_file(struct map *m, char *err, size_t errlen)
 {
     m->fd = open(m->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (m->fd < 0) {
-        set_err(err, errlen, "%s: %s", m->path, strerror(errno));
+        err_set(err, errlen, "%s: %s", m->path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(m->fd, &st) < 0 || !S_ISREG(st.st_mode) || cdb_init(&m->cdb, m->fd) < 0) {
-        set_err(err, errlen, "%s: %s", m->path,
+        err_set(err, errlen, "%s: %s", m->path,
                 S_ISREG(st.st_mode) ? "not a cdb file" : "not a regular file");
         close(m->fd);
         m->fd = -1;
@@ -425,7 +413,7 @@ static int cdbmap_get(struct map *m, char *key, size_t klen, char *value, size_t
     for (int with_nul = 0; with_nul <= 1; with_nul++) {
         int rc = cdb_find(&m->cdb, key, (unsigned)(klen + (size_t)with_nul));
         if (rc < 0) {
-            set_err(m->error, sizeof m->error, "%s: corrupt cdb file", m->path);
+            err_set(m->error, sizeof m->error, "%s: corrupt cdb file", m->path);
             return -1;
         }
         if (rc > 0)
@@ -451,7 +439,7 @@ static int cdb_walk(struct map *m, map_walk_fn fn, void *arg)
             return result;
     }
     if (rc < 0) {
-        set_err(m->error, sizeof m->error, "%s: corrupt cdb file", m->path);
+        err_set(m->error, sizeof m->error, "%s: corrupt cdb file", m->path);
         return -1;
     }
     return 0;
@@ -462,12 +450,12 @@ static int cdb_walk(struct map *m, map_walk_fn fn, void *arg)
 struct map *map_open(const char *spec, char *err, size_t errlen)
 {
     if (strlen(spec) >= MAP_SPEC_MAX) {
-        set_err(err, errlen, "map spec too long");
+        err_set(err, errlen, "map spec too long");
         return NULL;
     }
     struct map *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     m->fd = -1;
@@ -500,7 +488,7 @@ struct map *map_text_from_buffer(const char *buf, size_t len, char *err, size_t 
 {
     struct map *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     m->fd = -1;
@@ -589,7 +577,7 @@ int map_refresh(struct map **m, const char *spec, char *err, size_t errlen)
             /* Gone or unreachable: keep the table we have, say so once. */
             seen = (struct file_sig){.size = -1};
             have_sig = true;
-            set_err(err, errlen, "%s: %s (keeping the table loaded before)", old->path,
+            err_set(err, errlen, "%s: %s (keeping the table loaded before)", old->path,
                     strerror(errno));
             int rc = refresh_failed(old, &seen, have_sig);
             if (rc == 0 && err && errlen)
@@ -600,7 +588,7 @@ int map_refresh(struct map **m, const char *spec, char *err, size_t errlen)
     char why[MAP_ERR_MAX];
     struct map *fresh = map_open(spec, why, sizeof why);
     if (!fresh) {
-        set_err(err, errlen, "%s%s", why, old ? " (keeping the table loaded before)" : "");
+        err_set(err, errlen, "%s%s", why, old ? " (keeping the table loaded before)" : "");
         int rc = refresh_failed(old, &seen, have_sig);
         if (rc == 0 && err && errlen)
             err[0] = '\0';

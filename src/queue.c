@@ -7,6 +7,7 @@
  * envelope (the fuzz target checks this), so a file has one spelling only.
  */
 #include "queue.h"
+#include "err.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -480,21 +481,6 @@ void queue_envelope_free(struct queue_envelope *env)
 
 /* ------------------------------------------------------- file operations */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    int saved = errno;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    errno = saved;
-}
-
 /* qdir/sub or qdir/sub/name into path; -1 with ENAMETOOLONG when it does not fit. */
 static int build_path(char *path, size_t size, const char *qdir, const char *sub, const char *name)
 {
@@ -522,17 +508,17 @@ int queue_prepare_dirs(const char *qdir, char *err, size_t errlen)
         char path[PATH_MAX];
         struct stat st;
         if (build_path(path, sizeof path, qdir, subdirs[i], NULL) < 0) {
-            set_err(err, errlen, "%s/%s: path too long", qdir, subdirs[i]);
+            err_set(err, errlen, "%s/%s: path too long", qdir, subdirs[i]);
             return -1;
         }
         if (mkdir(path, 0700) == 0)
             continue;
         if (errno != EEXIST) {
-            set_err(err, errlen, "mkdir %s: %s", path, strerror(errno));
+            err_set(err, errlen, "mkdir %s: %s", path, strerror(errno));
             return -1;
         }
         if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-            set_err(err, errlen, "%s exists and is not a directory", path);
+            err_set(err, errlen, "%s exists and is not a directory", path);
             errno = ENOTDIR;
             return -1;
         }
@@ -624,7 +610,7 @@ int queue_read_envelope(const char *qdir, const char *qid, struct queue_envelope
     memset(env, 0, sizeof *env);
     int fd = open_msg(qdir, qid, O_RDONLY);
     if (fd < 0) {
-        set_err(err, errlen, "open msg/%.*s: %s", QID_LEN, qid ? qid : "", strerror(errno));
+        err_set(err, errlen, "open msg/%.*s: %s", QID_LEN, qid ? qid : "", strerror(errno));
         return -1;
     }
     size_t len = 0;
@@ -633,7 +619,7 @@ int queue_read_envelope(const char *qdir, const char *qid, struct queue_envelope
     close(fd);
     if (!buf) {
         errno = saved;
-        set_err(err, errlen, "read msg/%s: %s", qid, strerror(errno));
+        err_set(err, errlen, "read msg/%s: %s", qid, strerror(errno));
         return -1;
     }
     char why[256];
@@ -641,11 +627,11 @@ int queue_read_envelope(const char *qdir, const char *qid, struct queue_envelope
     free(buf);
     if (rc < 0) {
         errno = EINVAL;
-        set_err(err, errlen, "msg/%s: %s", qid, why);
+        err_set(err, errlen, "msg/%s: %s", qid, why);
         return -1;
     }
     if (strcmp(env->qid, qid) != 0) {
-        set_err(err, errlen, "msg/%s: the file says it is %s", qid, env->qid);
+        err_set(err, errlen, "msg/%s: the file says it is %s", qid, env->qid);
         queue_envelope_free(env);
         errno = EINVAL;
         return -1;

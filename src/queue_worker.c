@@ -318,8 +318,7 @@ static void start_delivery(struct worker *w, struct slot *s, const char *qid, in
         return;
     }
     if (!w->cfg->smarthost[0]) {
-        defer_all(w, d, "none",
-                  "delivery to MX hosts is not implemented yet (issue 5); set a smarthost");
+        defer_all(w, d, "none", "delivery to MX hosts is not supported yet; set a smarthost");
         return;
     }
     if (now < w->host_down_until) {

@@ -282,11 +282,11 @@ struct smtp_conn {
     /* the current job */
     bool has_job;
     struct smtp_job job;
-    size_t *todo;          /* indexes into job.env->rcpts of the pending rcpts */
-    unsigned char *rstate; /* enum rcpt_state per todo entry */
-    bool *rcpt_sent;       /* per todo entry: a RCPT goes (went) out, a reply is due */
-    size_t ntodo;
-    size_t next_rcpt_reply; /* todo entry whose RCPT reply comes next */
+    size_t *rcpt_indexes;  /* indexes into job.env->rcpts of the pending rcpts */
+    unsigned char *rstate; /* enum rcpt_state per rcpt_indexes entry */
+    bool *rcpt_sent;       /* per rcpt_indexes entry: a RCPT goes (went) out, a reply is due */
+    size_t nrcpt_indexes;
+    size_t next_rcpt_reply; /* rcpt_indexes entry whose RCPT reply comes next */
     size_t accepted;
     bool mail_ok;
     bool pipelined;
@@ -362,13 +362,13 @@ static void close_socket(struct smtp_conn *c)
 
 static void job_clear(struct smtp_conn *c)
 {
-    free(c->todo);
+    free(c->rcpt_indexes);
     free(c->rstate);
     free(c->rcpt_sent);
-    c->todo = NULL;
+    c->rcpt_indexes = NULL;
     c->rstate = NULL;
     c->rcpt_sent = NULL;
-    c->ntodo = 0;
+    c->nrcpt_indexes = 0;
     c->has_job = false;
 }
 
@@ -378,7 +378,7 @@ static void report(struct smtp_conn *c, size_t t, enum smtp_outcome outcome, int
     struct smtp_result res = {.outcome = outcome, .code = code, .text = text};
     snprintf(res.dsn, sizeof res.dsn, "%s", dsn);
     c->rstate[t] = RS_REPORTED;
-    c->ops->rcpt_result(c->owner, c, c->todo[t], &res);
+    c->ops->rcpt_result(c->owner, c, c->rcpt_indexes[t], &res);
 }
 
 /* Reports a server reply for one recipient: 2xx sent, 5xx failed, else
@@ -402,14 +402,14 @@ static void report_reply(struct smtp_conn *c, size_t t, const struct smtp_reply 
 /* Every recipient still open (waiting or accepted) gets `r`'s verdict. */
 static void report_open_reply(struct smtp_conn *c, const struct smtp_reply *r, bool accepted_only)
 {
-    for (size_t t = 0; t < c->ntodo; t++)
+    for (size_t t = 0; t < c->nrcpt_indexes; t++)
         if (c->rstate[t] == RS_ACCEPTED || (!accepted_only && c->rstate[t] == RS_WAITING))
             report_reply(c, t, r);
 }
 
 static void report_open_deferred(struct smtp_conn *c, const char *why)
 {
-    for (size_t t = 0; t < c->ntodo; t++)
+    for (size_t t = 0; t < c->nrcpt_indexes; t++)
         if (c->rstate[t] != RS_REPORTED)
             report(c, t, SMTP_DEFERRED, 0, "4.0.0", why);
 }
@@ -484,7 +484,7 @@ static enum step setup_refused(struct smtp_conn *c, const struct smtp_reply *r)
 static void send_rcpt(struct smtp_conn *c, size_t t)
 {
     char cmd[SMTP_COMMAND_MAX];
-    int n = smtp_format_rcpt(cmd, sizeof cmd, c->job.env->rcpts[c->todo[t]].addr);
+    int n = smtp_format_rcpt(cmd, sizeof cmd, c->job.env->rcpts[c->rcpt_indexes[t]].addr);
     send_text(c, cmd, (size_t)n); /* checked when the job was taken */
 }
 
@@ -495,20 +495,20 @@ static int job_take(struct smtp_conn *c, const struct smtp_job *job)
 {
     const struct queue_envelope *env = job->env;
     size_t cap = env->nrcpts ? env->nrcpts : 1;
-    c->todo = calloc(cap, sizeof *c->todo);
+    c->rcpt_indexes = calloc(cap, sizeof *c->rcpt_indexes);
     c->rstate = calloc(cap, 1);
     c->rcpt_sent = calloc(cap, sizeof *c->rcpt_sent);
-    if (!c->todo || !c->rstate || !c->rcpt_sent) {
+    if (!c->rcpt_indexes || !c->rstate || !c->rcpt_sent) {
         job_clear(c);
         return -1;
     }
     c->job = *job;
     c->has_job = true;
-    c->ntodo = 0;
+    c->nrcpt_indexes = 0;
     for (size_t i = 0; i < env->nrcpts; i++)
         if (env->rcpts[i].status == RCPT_PENDING) {
-            c->rstate[c->ntodo] = RS_WAITING;
-            c->todo[c->ntodo++] = i;
+            c->rstate[c->nrcpt_indexes] = RS_WAITING;
+            c->rcpt_indexes[c->nrcpt_indexes++] = i;
         }
     return 0;
 }
@@ -517,17 +517,17 @@ static int job_take(struct smtp_conn *c, const struct smtp_job *job)
 static void fail_unsendable(struct smtp_conn *c)
 {
     char cmd[SMTP_COMMAND_MAX];
-    for (size_t t = 0; t < c->ntodo; t++)
-        if (smtp_format_rcpt(cmd, sizeof cmd, c->job.env->rcpts[c->todo[t]].addr) < 0)
+    for (size_t t = 0; t < c->nrcpt_indexes; t++)
+        if (smtp_format_rcpt(cmd, sizeof cmd, c->job.env->rcpts[c->rcpt_indexes[t]].addr) < 0)
             report(c, t, SMTP_FAILED, 0, "5.1.3", "Bad recipient address syntax");
 }
 
-/* The next todo entry from t on that a RCPT is sent for. The set is fixed
+/* The next rcpt_indexes entry from t on that a RCPT is sent for. The set is fixed
  * when the transaction starts, so that pipelined replies stay in step with
  * the commands whatever the replies say. */
 static size_t next_sent(const struct smtp_conn *c, size_t t)
 {
-    while (t < c->ntodo && !c->rcpt_sent[t])
+    while (t < c->nrcpt_indexes && !c->rcpt_sent[t])
         t++;
     return t;
 }
@@ -546,18 +546,18 @@ static enum step start_transaction(struct smtp_conn *c)
     int n = smtp_format_mail(cmd, sizeof cmd, env->sender, body8, c->ext.size,
                              (unsigned long long)c->job.data_size);
     if (n < 0) {
-        for (size_t t = 0; t < c->ntodo; t++)
+        for (size_t t = 0; t < c->nrcpt_indexes; t++)
             if (c->rstate[t] != RS_REPORTED)
                 report(c, t, SMTP_FAILED, 0, "5.1.7", "Bad sender address syntax");
     }
-    for (size_t t = 0; t < c->ntodo; t++)
+    for (size_t t = 0; t < c->nrcpt_indexes; t++)
         c->rcpt_sent[t] = c->rstate[t] != RS_REPORTED;
     c->next_rcpt_reply = next_sent(c, 0);
-    if (n < 0 || c->next_rcpt_reply == c->ntodo)
+    if (n < 0 || c->next_rcpt_reply == c->nrcpt_indexes)
         return job_end(c, SMTP_JOB_COMPLETED, "nothing to send");
     send_text(c, cmd, (size_t)n);
     if (c->pipelined) { /* RFC 2920: MAIL, every RCPT and DATA in one go */
-        for (size_t t = c->next_rcpt_reply; t < c->ntodo; t = next_sent(c, t + 1))
+        for (size_t t = c->next_rcpt_reply; t < c->nrcpt_indexes; t = next_sent(c, t + 1))
             send_rcpt(c, t);
         send_str(c, "DATA\r\n");
     }
@@ -602,7 +602,7 @@ static enum step on_rcpt_reply(struct smtp_conn *c, const struct smtp_reply *r)
         }
     }
     c->next_rcpt_reply = next_sent(c, t + 1);
-    if (c->next_rcpt_reply < c->ntodo) {
+    if (c->next_rcpt_reply < c->nrcpt_indexes) {
         if (!c->pipelined)
             send_rcpt(c, c->next_rcpt_reply);
         return GO_ON;

@@ -21,6 +21,7 @@
  * thus called exactly once.
  */
 #include "spool.h"
+#include "err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,21 +85,6 @@ static struct {
     bool stopping;
     unsigned counter; /* for queue ids */
 } S = {.tmp_dir = -1, .msg_dir = -1, .wake_fd = -1};
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    int saved = errno;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    errno = saved;
-}
 
 /* ------------------------------------------------------------ lists */
 
@@ -268,12 +254,12 @@ static int open_dir(const char *qdir, const char *sub, char *err, size_t errlen)
     int n = snprintf(path, sizeof path, "%s/%s", qdir, sub);
     if (n < 0 || (size_t)n >= sizeof path) {
         errno = ENAMETOOLONG;
-        set_err(err, errlen, "%s/%s: path too long", qdir, sub);
+        err_set(err, errlen, "%s/%s: path too long", qdir, sub);
         return -1;
     }
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        set_err(err, errlen, "open %s: %s", path, strerror(errno));
+        err_set(err, errlen, "open %s: %s", path, strerror(errno));
     return fd;
 }
 
@@ -292,7 +278,7 @@ static int start_thread(char *err, size_t errlen)
         pthread_cond_destroy(&S.cond);
         pthread_mutex_destroy(&S.lock);
         errno = rc;
-        set_err(err, errlen, "cannot start the commit thread: %s", strerror(rc));
+        err_set(err, errlen, "cannot start the commit thread: %s", strerror(rc));
         return -1;
     }
     return 0;
@@ -301,7 +287,7 @@ static int start_thread(char *err, size_t errlen)
 int spool_init(struct event_base *base, const char *qdir, char *err, size_t errlen)
 {
     if (S.ready) {
-        set_err(err, errlen, "spool already initialised");
+        err_set(err, errlen, "spool already initialised");
         errno = EBUSY;
         return -1;
     }
@@ -316,7 +302,7 @@ int spool_init(struct event_base *base, const char *qdir, char *err, size_t errl
     if (S.wake_fd >= 0)
         S.wake_ev = event_new(base, S.wake_fd, EV_READ | EV_PERSIST, on_wake, NULL);
     if (!S.wake_ev || event_add(S.wake_ev, NULL) < 0) {
-        set_err(err, errlen, "cannot set up the commit event: %s", strerror(errno));
+        err_set(err, errlen, "cannot set up the commit event: %s", strerror(errno));
         release_resources();
         return -1;
     }
@@ -401,7 +387,7 @@ static int create_tmp(struct spool *sp, char *err, size_t errlen)
         if (sp->fd < 0 && errno == EEXIST)
             continue;
         if (sp->fd < 0) {
-            set_err(err, errlen, "create tmp/%s: %s", sp->qid, strerror(errno));
+            err_set(err, errlen, "create tmp/%s: %s", sp->qid, strerror(errno));
             return -1;
         }
         /* A queue scan may lock and unlink the new file between our open and
@@ -413,7 +399,7 @@ static int create_tmp(struct spool *sp, char *err, size_t errlen)
         close(sp->fd); /* a queue scan got it first and removes it: next id */
         sp->fd = -1;
     }
-    set_err(err, errlen, "no free queue id after %d tries", QID_TRIES);
+    err_set(err, errlen, "no free queue id after %d tries", QID_TRIES);
     errno = EEXIST;
     return -1;
 }
@@ -437,21 +423,21 @@ static int write_envelope(struct spool *sp, struct queue_envelope *env, char *er
     size_t bound = envelope_bound(env);
     char *buf = bound <= sizeof sp->buf ? sp->buf : malloc(bound);
     if (!buf) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     ssize_t n = queue_format_envelope(env, buf, bound);
     int rc = 0;
     if (n < 0) {
         errno = EINVAL;
-        set_err(
+        err_set(
             err, errlen,
             "invalid envelope (a field is empty, too long or holds CR/LF, or too many recipients)");
         rc = -1;
     } else if (buf == sp->buf) {
         sp->buffered = (size_t)n;
     } else if (write_all(sp->fd, buf, (size_t)n) < 0) {
-        set_err(err, errlen, "write tmp/%s: %s", sp->qid, strerror(errno));
+        err_set(err, errlen, "write tmp/%s: %s", sp->qid, strerror(errno));
         rc = -1;
     }
     if (buf != sp->buf)
@@ -463,12 +449,12 @@ struct spool *spool_open(struct queue_envelope *env, char *err, size_t errlen)
 {
     if (!S.ready) {
         errno = EINVAL;
-        set_err(err, errlen, "spool not initialised");
+        err_set(err, errlen, "spool not initialised");
         return NULL;
     }
     struct spool *sp = malloc(sizeof *sp);
     if (!sp) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     memset(sp, 0, offsetof(struct spool, buf)); /* the 64 KiB buffer needs no zeroing */
