@@ -110,41 +110,71 @@ static void queue_paths(const struct master *m, char *outside, size_t outlen, ch
         snprintf(inside, inlen, "%s", m->ra.jailed ? m->cfg.queue_dir : outside);
 }
 
-/* mkdir -p for the jail: every level root-owned 0755, except the queue
- * directory itself, which belongs to the run-as user, mode 0700. */
-static int make_dir(const char *path, mode_t mode)
+/* mkdir -p for the jail directory itself: the administrator's own path,
+ * every level root-owned 0755. */
+static int make_path(const char *dir)
 {
-    if (mkdir(path, mode) == 0 || errno == EEXIST)
-        return 0;
-    log_err("cannot create directory %s: %s", path, strerror(errno));
-    return -1;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+            log_err("cannot create directory %s: %s", path, strerror(errno));
+            return -1;
+        }
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
 }
 
+/* One level inside the jail, made if missing and opened without following a
+ * symbolic link: below the jail directory, a compromised worker could have
+ * planted one to make root create or chown something elsewhere. */
+static int open_or_make_dir(int parent, const char *name, mode_t mode, const char *shown)
+{
+    if (mkdirat(parent, name, mode) < 0 && errno != EEXIST) {
+        log_err("cannot create directory %s: %s", shown, strerror(errno));
+        return -1;
+    }
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        log_err("cannot open directory %s (symbolic links are refused in the jail): %s", shown,
+                strerror(errno));
+    return fd;
+}
+
+/* The queue directory inside the jail: intermediate levels root-owned 0755,
+ * the queue directory itself the run-as user's, mode 0700. Its contents are
+ * left to the workers, which create tmp/, msg/ and corrupt/ themselves. */
 static int prepare_jail_dirs(struct master *m)
 {
-    char path[sizeof m->qdir_outside];
+    char rel[PATH_MAX], *save = NULL;
     queue_paths(m, m->qdir_outside, sizeof m->qdir_outside, NULL, 0);
-    snprintf(path, sizeof path, "%s", m->qdir_outside);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = make_dir(path, 0755);
-        *p = '/';
-        if (rc < 0)
-            return -1;
-    }
-    if (make_dir(path, 0700) < 0)
+    if (make_path(m->cfg.jail_dir) < 0)
         return -1;
-    /* Through a descriptor opened without following links: the directory
-     * belongs to the run-as user, and root must never be tricked into
-     * changing the owner of something else. Its contents are left to the
-     * workers, which create tmp/, msg/ and corrupt/ themselves. */
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || (m->ra.jailed && fchown(fd, m->ra.uid, m->ra.gid) < 0) || fchmod(fd, 0700) < 0) {
-        log_err("cannot give %s to the run-as user with mode 0700: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    int fd = open(m->cfg.jail_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        log_err("cannot open the jail %s: %s", m->cfg.jail_dir, strerror(errno));
+        return -1;
+    }
+    snprintf(rel, sizeof rel, "%s", m->cfg.queue_dir);
+    char *next, *name = strtok_r(rel, "/", &save);
+    for (; name && fd >= 0; name = next) {
+        next = strtok_r(NULL, "/", &save);
+        int child = open_or_make_dir(fd, name, next ? 0755 : 0700, m->qdir_outside);
+        close(fd);
+        fd = child;
+    }
+    if (fd < 0)
+        return -1;
+    if ((m->ra.jailed && fchown(fd, m->ra.uid, m->ra.gid) < 0) || fchmod(fd, 0700) < 0) {
+        log_err("cannot give %s to the run-as user with mode 0700: %s", m->qdir_outside,
+                strerror(errno));
+        close(fd);
         return -1;
     }
     close(fd);

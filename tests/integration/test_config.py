@@ -57,3 +57,21 @@ def test_missing_config_file(start_daemon):
     )
     assert p.returncode != 0
     assert d.conf_path + ".missing" in p.stderr.decode(), p.stderr
+
+
+def test_symlink_inside_the_jail_is_refused(start_daemon, workdir):
+    """Below the jail directory, the master never follows a symbolic link when
+    it makes the queue directory and hands it to the run-as user: a worker
+    that planted one must not get root to create or chown a directory
+    elsewhere."""
+    d = start_daemon(start=False, queue_directory="/var/spool/mq")
+    elsewhere = os.path.join(workdir, "elsewhere")
+    os.makedirs(elsewhere)
+    os.makedirs(os.path.join(d.jail, "var"))
+    os.symlink(elsewhere, os.path.join(d.jail, "var", "spool"))
+    d.write_conf()
+    p = subprocess.run(d.command(), capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 78, (p.returncode, err)
+    assert "symbolic links are refused in the jail" in err, err
+    assert os.listdir(elsewhere) == []
