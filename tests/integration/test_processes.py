@@ -23,13 +23,7 @@ from conftest import (
 
 
 def greeted(port):
-    try:
-        c = Client(port, timeout=3)
-    except (OSError, ConnectionClosed):
-        return False
-    ok = c.greeting.code == 220
-    c.close()
-    return ok
+    return greeted_at("127.0.0.1", port)
 
 
 def listening_inodes(port):
